@@ -1,0 +1,225 @@
+//! The C ABI: every type, constant and callback signature a C host sees.
+//!
+//! This file is the single source of the header's types (cbindgen) and of the
+//! layout checks (the `ctest` crate). It is kept in plain syntax on purpose:
+//! the layout checker parses it with an old Rust parser.
+//!
+//! Enumerations cross the boundary as plain integers (`typedef int32_t
+//! DistWorkerType;` plus `#define` values) so that any value a C caller
+//! passes is a valid Rust value; the FFI layer validates it before use.
+
+use std::os::raw::c_void;
+
+/// Status returned by every fallible function (int32). Values never change.
+pub type DistStatus = i32;
+/// Success.
+pub const DIST_OK: DistStatus = 0;
+/// A required pointer argument is NULL.
+pub const DIST_ERR_NULL_ARGUMENT: DistStatus = 1;
+/// A value is out of range (worker type, tag, ndims, dtype, alignment, group size...).
+pub const DIST_ERR_INVALID_ARGUMENT: DistStatus = 2;
+/// The call is not allowed now (adding a worker after start, unmatched scope end...).
+pub const DIST_ERR_BAD_STATE: DistStatus = 3;
+/// An args blob would not fit in the 4032 bytes of a mailbox.
+pub const DIST_ERR_ARGS_TOO_LARGE: DistStatus = 4;
+/// The callable reported a non-zero error; the message names worker, callable and code.
+pub const DIST_ERR_TASK_FAILED: DistStatus = 5;
+/// The child process serving the task exited or was killed.
+pub const DIST_ERR_CHILD_DIED: DistStatus = 6;
+/// A deadline passed (task, start-up or shutdown).
+pub const DIST_ERR_TIMEOUT: DistStatus = 7;
+/// The worker is shutting down and takes no new work.
+pub const DIST_ERR_SHUT_DOWN: DistStatus = 8;
+/// A task this one depends on failed, so this one never ran.
+pub const DIST_ERR_DEPENDENCY_FAILED: DistStatus = 9;
+/// No live worker of the requested type exists.
+pub const DIST_ERR_NO_WORKER: DistStatus = 10;
+/// Heap ring or task slots exhausted past the back-pressure deadline.
+pub const DIST_ERR_RESOURCE_EXHAUSTED: DistStatus = 11;
+/// A system call failed; the message carries the errno text.
+pub const DIST_ERR_OS: DistStatus = 12;
+/// An internal panic was caught at the C boundary.
+pub const DIST_ERR_PANIC: DistStatus = 13;
+/// A mailbox held a state the protocol does not allow.
+pub const DIST_ERR_PROTOCOL: DistStatus = 14;
+
+/// Identifies a dispatched task; never 0.
+pub type DistTaskId = u64;
+
+/// Kind of worker a task runs on (int32).
+pub type DistWorkerType = i32;
+/// The level below: a chip, or a whole lower-level DistWorker. Callable is an opaque handle.
+pub const DIST_WORKER_NEXT_LEVEL: DistWorkerType = 0;
+/// A helper function. Callable is a small id the worker looks up itself.
+pub const DIST_WORKER_SUB: DistWorkerType = 1;
+
+/// How a task uses a tensor argument; consumed at submit time, never sent (int32).
+pub type DistTensorArgType = i32;
+/// Read: waits for the last writer of the address.
+pub const DIST_ARG_INPUT: DistTensorArgType = 0;
+/// Written: becomes the last writer. With `data == 0` the engine allocates it.
+pub const DIST_ARG_OUTPUT: DistTensorArgType = 1;
+/// Read and written: waits for the last writer, then becomes it.
+pub const DIST_ARG_INOUT: DistTensorArgType = 2;
+/// Written into existing memory: becomes the last writer.
+pub const DIST_ARG_OUTPUT_EXISTING: DistTensorArgType = 3;
+/// Passed through; takes no part in dependency tracking.
+pub const DIST_ARG_NO_DEP: DistTensorArgType = 4;
+
+/// Element type of a tensor (uint8).
+pub type DistDataType = u8;
+/// 32-bit float (4 bytes).
+pub const DIST_FLOAT32: DistDataType = 0;
+/// 16-bit float (2 bytes).
+pub const DIST_FLOAT16: DistDataType = 1;
+/// 32-bit signed integer (4 bytes).
+pub const DIST_INT32: DistDataType = 2;
+/// 16-bit signed integer (2 bytes).
+pub const DIST_INT16: DistDataType = 3;
+/// 8-bit signed integer (1 byte).
+pub const DIST_INT8: DistDataType = 4;
+/// 8-bit unsigned integer (1 byte).
+pub const DIST_UINT8: DistDataType = 5;
+/// bfloat16 (2 bytes).
+pub const DIST_BFLOAT16: DistDataType = 6;
+/// 64-bit signed integer (8 bytes).
+pub const DIST_INT64: DistDataType = 7;
+/// 64-bit unsigned integer (8 bytes).
+pub const DIST_UINT64: DistDataType = 8;
+
+/// Value of a mailbox's state word (int32, offset 0).
+pub type DistMailboxState = i32;
+/// No task; the parent may write a new one.
+pub const DIST_MAILBOX_IDLE: DistMailboxState = 0;
+/// The parent wrote callable, config and blob, then published this.
+pub const DIST_MAILBOX_TASK_READY: DistMailboxState = 1;
+/// The child finished; the error field is valid.
+pub const DIST_MAILBOX_TASK_DONE: DistMailboxState = 2;
+/// The child must leave its loop and exit.
+pub const DIST_MAILBOX_SHUTDOWN: DistMailboxState = 3;
+
+/// Size of one mailbox in bytes.
+pub const DIST_MAILBOX_SIZE: u32 = 4096;
+/// Offset of the int32 state word.
+pub const DIST_MAILBOX_OFF_STATE: u32 = 0;
+/// Offset of the int32 error code written by the child.
+pub const DIST_MAILBOX_OFF_ERROR: u32 = 4;
+/// Offset of the uint64 callable (handle or callable id).
+pub const DIST_MAILBOX_OFF_CALLABLE: u32 = 8;
+/// Offset of the int32 block_dim.
+pub const DIST_MAILBOX_OFF_BLOCK_DIM: u32 = 16;
+/// Offset of the int32 aicpu_thread_num.
+pub const DIST_MAILBOX_OFF_AICPU_THREAD_NUM: u32 = 20;
+/// Offset of the int32 enable_profiling flag (0/1).
+pub const DIST_MAILBOX_OFF_ENABLE_PROFILING: u32 = 24;
+/// Offset of the int32 enable_dump_tensor flag (0/1).
+pub const DIST_MAILBOX_OFF_ENABLE_DUMP_TENSOR: u32 = 28;
+/// Offset of the args blob.
+pub const DIST_MAILBOX_OFF_ARGS: u32 = 64;
+/// Capacity of the args blob in bytes.
+pub const DIST_MAILBOX_ARGS_CAPACITY: u32 = 4032;
+/// Most dimensions a tensor may have.
+pub const DIST_TENSOR_MAX_DIMS: u32 = 5;
+/// Deepest nesting of scopes.
+pub const DIST_MAX_SCOPE_DEPTH: u32 = 64;
+
+/// Major version of this library (equals Cargo.toml's).
+pub const DIST_WORKER_VERSION_MAJOR: u32 = 0;
+/// Minor version of this library.
+pub const DIST_WORKER_VERSION_MINOR: u32 = 1;
+/// Patch version of this library.
+pub const DIST_WORKER_VERSION_PATCH: u32 = 0;
+
+/// A tensor argument: 40 bytes, the wire layout of mailbox.md.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistTensor {
+    /// Address (host or device); also the dependency key. 0 = none.
+    pub data: u64,
+    /// Element count per dimension; entries past `ndims` are ignored.
+    pub shapes: [u32; 5],
+    /// Number of dimensions, 1..5.
+    pub ndims: u32,
+    /// Element type, a `DistDataType` value.
+    pub dtype: u8,
+}
+
+/// Launch configuration passed with every task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DistCallConfig {
+    /// Default 24.
+    pub block_dim: i32,
+    /// Default 3.
+    pub aicpu_thread_num: i32,
+    /// Default false.
+    pub enable_profiling: bool,
+    /// Default false.
+    pub enable_dump_tensor: bool,
+}
+
+/// The arguments of one task (or of one member of a group), as a submitter passes them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DistTaskArgs {
+    /// `tensor_count` tensors (may be NULL when the count is 0).
+    pub tensors: *const DistTensor,
+    /// One tag per tensor; NULL means every tensor is INPUT.
+    pub tags: *const DistTensorArgType,
+    /// Number of tensors.
+    pub tensor_count: u32,
+    /// `scalar_count` 64-bit scalars (may be NULL when the count is 0).
+    pub scalars: *const u64,
+    /// Number of scalars.
+    pub scalar_count: u32,
+}
+
+/// What a callable receives: the decoded args blob.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DistTaskView {
+    /// Number of tensors.
+    pub tensor_count: i32,
+    /// Number of scalars.
+    pub scalar_count: i32,
+    /// The tensors (valid for the duration of the call).
+    pub tensors: *const DistTensor,
+    /// The scalars (valid for the duration of the call).
+    pub scalars: *const u64,
+}
+
+/// One task as submitted to `dist_worker_dispatch`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DistTask {
+    /// Which pool runs it (a `DistWorkerType` value).
+    pub worker_type: DistWorkerType,
+    /// NEXT_LEVEL: opaque handle; SUB: callable id.
+    pub callable: u64,
+    /// Launch configuration.
+    pub config: DistCallConfig,
+    /// `group_size` entries (NULL allowed when group_size <= 1: no args).
+    pub args: *const DistTaskArgs,
+    /// 0 or 1: one task on one worker; N > 1: one DAG node run on N workers at once.
+    pub group_size: u32,
+}
+
+/// Options of `dist_worker_create`; fill with `dist_worker_options_init` first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DistWorkerOptions {
+    /// Level of this worker in the hierarchy (3 = host). Default 3.
+    pub level: u32,
+    /// Bytes of the MAP_SHARED heap ring. Default 64 MiB.
+    pub heap_ring_size: u64,
+}
+
+/// A callable: returns 0 on success, a non-zero error code on failure.
+pub type DistTaskFn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        callable: u64,
+        args: *const DistTaskView,
+        config: *const DistCallConfig,
+    ) -> i32,
+>;

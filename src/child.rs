@@ -1,0 +1,166 @@
+//! The serving side of a mailbox: the loop a child process (or a pool
+//! thread) runs, and the fork that starts a library-owned child.
+//!
+//! Called from: `dist_child_serve` in a caller's child, the child branch of
+//! `dist_worker_spawn`, and every THREAD-mode pool thread (a THREAD worker
+//! is a pool thread serving a private mailbox, so both modes speak one
+//! protocol and one dispatcher polls them all).
+
+use crate::abi::DistCallConfig;
+use crate::blob::{self, TaskView};
+use crate::mailbox::{state, Doorbell, Mailbox};
+use crate::status::{fail, Result, Status};
+use std::time::Duration;
+
+/// A callable as the core sees it: `(callable, args, config) -> error code`.
+pub type Handler = Box<dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32 + Send>;
+
+/// Error code a serving side reports when the blob it received is malformed.
+pub const ERROR_BAD_BLOB: i32 = -(Status::Protocol as i32);
+/// Error code a serving side reports when its handler panicked.
+pub const ERROR_HANDLER_PANIC: i32 = -(Status::Panic as i32);
+
+/// How a serving side waits and whom it tells when a task is done.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// How long to spin on the state word before sleeping on it.
+    pub spin: Duration,
+    /// Longest single sleep before re-checking liveness.
+    pub nap: Duration,
+    /// Rung after every TASK_DONE so a sleeping dispatcher wakes at once.
+    pub doorbell: Option<Doorbell>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            spin: Duration::from_micros(50),
+            nap: Duration::from_millis(100),
+            doorbell: None,
+        }
+    }
+}
+
+/// Serves `mailbox` until SHUTDOWN (Ok) or a state the protocol does not
+/// allow (PROTOCOL).
+pub fn serve(
+    mailbox: Mailbox,
+    handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
+    opts: &ServeOptions,
+) -> Result<()> {
+    loop {
+        let s = match mailbox.wait_for_work(opts.spin, opts.nap, || true) {
+            Some(s) => s,
+            None => continue,
+        };
+        match s {
+            state::TASK_READY => {
+                let callable = mailbox.callable();
+                let config = mailbox.config();
+                let error = match blob::decode(mailbox.blob()) {
+                    Ok(view) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        handler(callable, &view, &config)
+                    }))
+                    .unwrap_or(ERROR_HANDLER_PANIC),
+                    Err(_) => ERROR_BAD_BLOB,
+                };
+                mailbox.complete(error);
+                if let Some(bell) = &opts.doorbell {
+                    bell.ring();
+                }
+            }
+            state::SHUTDOWN => return Ok(()),
+            other => {
+                return fail(
+                    Status::Protocol,
+                    format!(
+                        "mailbox {:p} holds state {other}, which a parent never writes",
+                        mailbox.as_ptr()
+                    ),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::DistTensor;
+    use crate::mailbox::OwnedMailbox;
+
+    fn encode(tensors: &[DistTensor], scalars: &[u64]) -> Vec<u8> {
+        let mut v = Vec::new();
+        blob::encode(tensors, scalars, &mut v);
+        v
+    }
+
+    #[test]
+    fn serves_tasks_until_shutdown() {
+        let owned = OwnedMailbox::new().unwrap();
+        let mb = owned.handle();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let r = serve(
+                mb,
+                &mut |c, v, cfg| {
+                    seen.push((c, v.tensors.len(), v.scalars.to_vec(), cfg.block_dim));
+                    if c == 9 {
+                        3
+                    } else {
+                        0
+                    }
+                },
+                &ServeOptions::default(),
+            );
+            (r, seen)
+        });
+        let cfg = DistCallConfig {
+            block_dim: 24,
+            aicpu_thread_num: 3,
+            enable_profiling: false,
+            enable_dump_tensor: false,
+        };
+        let t = DistTensor {
+            data: 64,
+            shapes: [1; 5],
+            ndims: 1,
+            dtype: 0,
+        };
+        for (c, want) in [(1u64, 0), (9, 3)] {
+            mb.write_task(c, &cfg, &encode(&[t], &[c * 10]));
+            mb.publish(state::TASK_READY);
+            while mb.state() != state::TASK_DONE {
+                std::hint::spin_loop();
+            }
+            assert_eq!(mb.error(), want);
+            mb.set_state(state::IDLE);
+        }
+        mb.publish(state::SHUTDOWN);
+        let (r, seen) = server.join().unwrap();
+        r.unwrap();
+        assert_eq!(seen, vec![(1, 1, vec![10], 24), (9, 1, vec![90], 24)]);
+    }
+
+    #[test]
+    fn bad_blob_and_bad_state() {
+        let owned = OwnedMailbox::new().unwrap();
+        let mb = owned.handle();
+        let cfg = DistCallConfig {
+            block_dim: 1,
+            aicpu_thread_num: 1,
+            enable_profiling: false,
+            enable_dump_tensor: false,
+        };
+        mb.write_task(1, &cfg, &(-3i32).to_le_bytes());
+        mb.publish(state::TASK_READY);
+        let server =
+            std::thread::spawn(move || serve(mb, &mut |_, _, _| 0, &ServeOptions::default()));
+        while mb.state() != state::TASK_DONE {
+            std::hint::spin_loop();
+        }
+        assert_eq!(mb.error(), ERROR_BAD_BLOB);
+        mb.publish(77);
+        assert_eq!(server.join().unwrap().unwrap_err().status, Status::Protocol);
+    }
+}

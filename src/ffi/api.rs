@@ -1,0 +1,302 @@
+//! The exported functions of `dist_worker.h`. Each is a few lines: validate,
+//! convert, call the core inside `guard`.
+
+use super::convert::{self, CMembers};
+use super::{arg, guard, last_error_ptr, null, put};
+use crate::abi::*;
+use crate::engine::TaskSpec;
+use crate::runtime::{Options, Runtime, DEFAULT_HEAP_RING_SIZE};
+use crate::status::Status;
+use crate::worker::WorkerType;
+use crate::{child, child::ServeOptions};
+use std::os::raw::{c_char, c_void};
+
+/// One level of the hierarchy: its pools of workers, its engine and its
+/// shared heap. Opaque to C; created by `dist_worker_create`, freed by
+/// `dist_worker_shutdown`.
+pub struct DistWorker {
+    core: Runtime,
+}
+
+/// Borrows the runtime behind a `DistWorker *`.
+///
+/// # Safety
+/// A non-NULL `w` must come from `dist_worker_create` and not be shut down.
+unsafe fn worker<'a>(w: *mut DistWorker) -> crate::Result<&'a Runtime> {
+    // SAFETY: per the caller's contract.
+    unsafe { arg(w as *const DistWorker, "worker") }.map(|w| &w.core)
+}
+
+/// Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
+///
+/// # Safety
+/// A non-NULL `options` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOptions) {
+    let d = Options::default();
+    // SAFETY: per the contract above.
+    unsafe {
+        put(
+            options,
+            DistWorkerOptions {
+                level: d.level,
+                heap_ring_size: d.heap_ring_size as u64,
+            },
+        )
+    };
+}
+
+/// Creates a worker. `options` NULL = defaults. The heap ring is mapped
+/// MAP_SHARED here, so children forked later share it. `*out_worker` is
+/// written only on success.
+///
+/// # Safety
+/// `options`, if non-NULL, must point to an initialised `DistWorkerOptions`;
+/// `out_worker` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_create(
+    options: *const DistWorkerOptions,
+    out_worker: *mut *mut DistWorker,
+) -> DistStatus {
+    guard("dist_worker_create", || {
+        if out_worker.is_null() {
+            return Err(null("out_worker"));
+        }
+        // SAFETY: per the contract above.
+        let opts = match unsafe { options.as_ref() } {
+            None => Options::default(),
+            Some(o) => {
+                let size = usize::try_from(o.heap_ring_size).unwrap_or(usize::MAX);
+                Options {
+                    level: o.level,
+                    heap_ring_size: if size == 0 {
+                        DEFAULT_HEAP_RING_SIZE
+                    } else {
+                        size
+                    },
+                }
+            }
+        };
+        let core = Runtime::new(opts)?;
+        let boxed = Box::into_raw(Box::new(DistWorker { core }));
+        // SAFETY: checked non-NULL above.
+        unsafe { out_worker.write(boxed) };
+        Ok(())
+    })
+}
+
+/// Registers a PROCESS worker served by a caller-started child through
+/// `mailbox` (4096 bytes, MAP_SHARED, 8-byte aligned, IDLE). Before start only.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `mailbox` must stay mapped until shutdown.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_add_process(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    mailbox: *mut c_void,
+) -> DistStatus {
+    guard("dist_worker_add_process", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        // SAFETY: per the contract above.
+        let mb = unsafe { convert::mailbox(mailbox) }?;
+        w.add_process(ty, mb)
+    })
+}
+
+/// Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `fn` and `user` must be callable from
+/// another thread until shutdown.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_add_thread(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+) -> DistStatus {
+    guard("dist_worker_add_thread", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        w.add_thread(ty, convert::handler(r#fn, user)?)
+    })
+}
+
+/// Forks a child that serves `fn(user, ...)` on a library-owned mailbox and
+/// registers it as a PROCESS worker. Before start only (no library thread
+/// exists yet, so the fork is safe). `*out_pid` (may be NULL) gets its pid.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `out_pid` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_spawn(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+    out_pid: *mut i32,
+) -> DistStatus {
+    guard("dist_worker_spawn", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        let pid = w.spawn(ty, convert::handler(r#fn, user)?)?;
+        // SAFETY: per the contract above.
+        unsafe { put(out_pid, pid) };
+        Ok(())
+    })
+}
+
+/// Starts the pool (threads and dispatcher). Also done by the first
+/// dispatch. Calling it again is a no-op.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_start(worker: *mut DistWorker) -> DistStatus {
+    guard("dist_worker_start", || {
+        // SAFETY: per the contract above.
+        unsafe { self::worker(worker) }?.start()
+    })
+}
+
+/// Submits a task. Everything it needs is copied before it returns.
+/// `*out_task` (may be NULL) gets its id, never 0.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `task` readable, with `args` pointing
+/// to `group_size` entries (or NULL when group_size <= 1), each describing
+/// readable arrays of the counts it gives.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_dispatch(
+    worker: *mut DistWorker,
+    task: *const DistTask,
+    out_task: *mut DistTaskId,
+) -> DistStatus {
+    guard("dist_worker_dispatch", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        // SAFETY: per the contract above.
+        let t = unsafe { arg(task, "task") }?;
+        let ty = WorkerType::from_abi(t.worker_type)?;
+        let members = CMembers::new(t.args, t.group_size)?;
+        let spec = TaskSpec {
+            ty,
+            callable: t.callable,
+            // SAFETY: `task` is readable, so is its config.
+            config: unsafe { convert::config(&t.config) },
+            members: &members,
+        };
+        let id = w.submit(&spec)?;
+        // SAFETY: per the contract above.
+        unsafe { put(out_task, id) };
+        Ok(())
+    })
+}
+
+/// Waits for a task and returns its status (any number of times, until the
+/// next drain or shutdown; after that the id is unknown: INVALID_ARGUMENT).
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_wait(worker: *mut DistWorker, task: DistTaskId) -> DistStatus {
+    guard("dist_worker_wait", || {
+        // SAFETY: per the contract above.
+        unsafe { self::worker(worker) }?.wait(task)
+    })
+}
+
+/// Waits for every submitted task; returns the first failure since the last
+/// drain. Releases the ids of finished tasks.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_drain(worker: *mut DistWorker) -> DistStatus {
+    guard("dist_worker_drain", || {
+        // SAFETY: per the contract above.
+        unsafe { self::worker(worker) }?.drain()
+    })
+}
+
+/// Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the
+/// library's threads, reaps the children it spawned and frees `worker`.
+/// NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
+/// a drain. No other call on `worker` may run concurrently or follow.
+///
+/// # Safety
+/// `worker` NULL or from `dist_worker_create`, not shut down before.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_shutdown(worker: *mut DistWorker) -> DistStatus {
+    guard("dist_worker_shutdown", || {
+        if worker.is_null() {
+            return Ok(());
+        }
+        // SAFETY: per the contract above: ownership returns to Rust once.
+        let w = unsafe { Box::from_raw(worker) };
+        w.core.shutdown()
+    })
+}
+
+/// Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN
+/// (returns DIST_OK then), or until the mailbox holds a state no parent
+/// writes (DIST_ERR_PROTOCOL).
+///
+/// # Safety
+/// `mailbox` must point to a 4096-byte MAP_SHARED mailbox that stays mapped.
+#[no_mangle]
+pub unsafe extern "C" fn dist_child_serve(
+    mailbox: *mut c_void,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+) -> DistStatus {
+    guard("dist_child_serve", || {
+        // SAFETY: per the contract above.
+        let mb = unsafe { convert::mailbox(mailbox) }?;
+        let mut h = convert::handler(r#fn, user)?;
+        child::serve(mb, &mut *h, &ServeOptions::default())
+    })
+}
+
+/// Message of the last failure on the calling thread: valid until the next
+/// failing call on that thread; an empty string when there was none.
+#[no_mangle]
+pub extern "C" fn dist_last_error_message() -> *const c_char {
+    last_error_ptr()
+}
+
+/// Name of a status value ("DIST_OK", "DIST_ERR_TIMEOUT", ...); "DIST_UNKNOWN_STATUS"
+/// for a value that is not one.
+#[no_mangle]
+pub extern "C" fn dist_status_str(status: DistStatus) -> *const c_char {
+    let name: &'static std::ffi::CStr = match Status::from_code(status) {
+        None if status == DIST_OK => c"DIST_OK",
+        None => c"DIST_UNKNOWN_STATUS",
+        Some(s) => status_cstr(s),
+    };
+    name.as_ptr()
+}
+
+fn status_cstr(s: Status) -> &'static std::ffi::CStr {
+    match s {
+        Status::NullArgument => c"DIST_ERR_NULL_ARGUMENT",
+        Status::InvalidArgument => c"DIST_ERR_INVALID_ARGUMENT",
+        Status::BadState => c"DIST_ERR_BAD_STATE",
+        Status::ArgsTooLarge => c"DIST_ERR_ARGS_TOO_LARGE",
+        Status::TaskFailed => c"DIST_ERR_TASK_FAILED",
+        Status::ChildDied => c"DIST_ERR_CHILD_DIED",
+        Status::Timeout => c"DIST_ERR_TIMEOUT",
+        Status::ShutDown => c"DIST_ERR_SHUT_DOWN",
+        Status::DependencyFailed => c"DIST_ERR_DEPENDENCY_FAILED",
+        Status::NoWorker => c"DIST_ERR_NO_WORKER",
+        Status::ResourceExhausted => c"DIST_ERR_RESOURCE_EXHAUSTED",
+        Status::Os => c"DIST_ERR_OS",
+        Status::Panic => c"DIST_ERR_PANIC",
+        Status::Protocol => c"DIST_ERR_PROTOCOL",
+    }
+}

@@ -1,0 +1,150 @@
+//! Conversions from C arguments to the core's types. Counts are checked
+//! against capacity before any pointer they describe is read.
+
+use super::null;
+use crate::abi::{DistCallConfig, DistTaskArgs, DistTaskFn, DistTaskView};
+use crate::blob::{self, Args, TaskView};
+use crate::child::Handler;
+use crate::engine::{MemberArgs, MAX_GROUP};
+use crate::mailbox::Mailbox;
+use crate::status::{fail, Result, Status};
+use std::os::raw::c_void;
+use std::ptr::NonNull;
+
+/// Borrows `n` elements at `p`; NULL is allowed only when `n` is 0.
+///
+/// # Safety
+/// A non-NULL `p` must point to `n` valid elements.
+unsafe fn slice<'a, T>(p: *const T, n: u32, name: &str) -> Result<&'a [T]> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, n as usize) })
+}
+
+/// Reads a config field by field; the bools are read as bytes so a stray
+/// value from C is not undefined behaviour.
+///
+/// # Safety
+/// `p` must point to a readable `DistCallConfig`.
+pub unsafe fn config(p: *const DistCallConfig) -> DistCallConfig {
+    // SAFETY: per the caller's contract; fields read through raw addresses.
+    unsafe {
+        DistCallConfig {
+            block_dim: std::ptr::addr_of!((*p).block_dim).read_unaligned(),
+            aicpu_thread_num: std::ptr::addr_of!((*p).aicpu_thread_num).read_unaligned(),
+            enable_profiling: (std::ptr::addr_of!((*p).enable_profiling) as *const u8).read() != 0,
+            enable_dump_tensor: (std::ptr::addr_of!((*p).enable_dump_tensor) as *const u8).read()
+                != 0,
+        }
+    }
+}
+
+/// The members of a C task: `count` entries at `args` (or one empty member).
+pub struct CMembers {
+    args: *const DistTaskArgs,
+    count: u32,
+}
+
+impl CMembers {
+    /// Checks `group_size` against capacity, then the array pointer.
+    pub fn new(args: *const DistTaskArgs, group_size: u32) -> Result<CMembers> {
+        if group_size > MAX_GROUP {
+            return fail(
+                Status::InvalidArgument,
+                format!("group_size {group_size} exceeds the limit of {MAX_GROUP}"),
+            );
+        }
+        if group_size > 1 && args.is_null() {
+            return Err(null("task->args (group_size > 1)"));
+        }
+        Ok(CMembers {
+            args,
+            count: group_size.max(1),
+        })
+    }
+}
+
+impl MemberArgs for CMembers {
+    fn count(&self) -> u32 {
+        self.count
+    }
+
+    fn member(&self, i: u32) -> Result<Args<'_>> {
+        if self.args.is_null() {
+            return Ok(Args::default());
+        }
+        // SAFETY: `args` points to `count` entries (the caller's contract for
+        // DistTask.args) and i < count.
+        let a = unsafe { self.args.add(i as usize).read() };
+        blob::encoded_len(a.tensor_count as u64, a.scalar_count as u64)?;
+        // SAFETY: the pointers describe tensor_count / scalar_count elements
+        // per the DistTaskArgs contract; NULL with a non-zero count is refused.
+        unsafe {
+            Ok(Args {
+                tensors: slice(a.tensors, a.tensor_count, "args.tensors")?,
+                tags: if a.tags.is_null() {
+                    None
+                } else {
+                    Some(slice(a.tags, a.tensor_count, "args.tags")?)
+                },
+                scalars: slice(a.scalars, a.scalar_count, "args.scalars")?,
+            })
+        }
+    }
+}
+
+/// Validates and wraps a mailbox pointer from C.
+///
+/// # Safety
+/// A non-NULL `p` must point to 4096 bytes that stay mapped while used.
+pub unsafe fn mailbox(p: *mut c_void) -> Result<Mailbox> {
+    let Some(base) = NonNull::new(p.cast::<u8>()) else {
+        return Err(null("mailbox"));
+    };
+    if !(base.as_ptr() as usize).is_multiple_of(8) {
+        return fail(
+            Status::InvalidArgument,
+            format!("mailbox {p:p} is not 8-byte aligned"),
+        );
+    }
+    // SAFETY: non-NULL, aligned, and sized per the caller's contract.
+    Ok(unsafe { Mailbox::from_raw(base) })
+}
+
+/// A C callable and its user pointer.
+struct CCallable {
+    f: unsafe extern "C" fn(*mut c_void, u64, *const DistTaskView, *const DistCallConfig) -> i32,
+    user: *mut c_void,
+}
+
+// SAFETY: the C API documents that a callable and its user pointer are
+// called from a pool thread (THREAD mode) or a child process; the caller
+// provides that guarantee by registering them.
+unsafe impl Send for CCallable {}
+
+impl CCallable {
+    fn call(&mut self, callable: u64, view: &TaskView<'_>, config: &DistCallConfig) -> i32 {
+        let v = DistTaskView {
+            tensor_count: view.tensors.len() as i32,
+            scalar_count: view.scalars.len() as i32,
+            tensors: view.tensors.as_ptr(),
+            scalars: view.scalars.as_ptr(),
+        };
+        // SAFETY: `f` is the caller's callable; the view and config outlive the call.
+        unsafe { (self.f)(self.user, callable, &v, config) }
+    }
+}
+
+/// Wraps a C callable as a core handler; NULL is refused.
+pub fn handler(f: DistTaskFn, user: *mut c_void) -> Result<Handler> {
+    let f = f.ok_or_else(|| null("fn"))?;
+    let mut c = CCallable { f, user };
+    Ok(Box::new(move |callable, view, config| {
+        c.call(callable, view, config)
+    }))
+}

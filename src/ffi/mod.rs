@@ -1,0 +1,77 @@
+//! The C boundary. Every exported function validates its arguments,
+//! converts them, calls the safe core, and turns the outcome into a
+//! `DistStatus` inside [`guard`], which also catches panics. Nothing outside
+//! this folder sees a raw pointer from C.
+
+mod api;
+mod convert;
+
+pub use api::*;
+
+use crate::abi::{DistStatus, DIST_ERR_PANIC, DIST_OK};
+use crate::status::{Error, Result, Status};
+use std::cell::RefCell;
+use std::ffi::CString;
+
+thread_local! {
+    /// Message of the last failure on this thread.
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(function: &str, message: &str) {
+    let text = format!("{function}: {message}").replace('\0', " ");
+    let c = CString::new(text).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = c);
+}
+
+/// Pointer to the last failure message of this thread (valid until the next
+/// failure on it).
+fn last_error_ptr() -> *const std::os::raw::c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// Runs `f` as the body of exported function `function`: catches panics,
+/// records the message of a failure, and returns the status.
+fn guard(function: &str, f: impl FnOnce() -> Result<()>) -> DistStatus {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(())) => DIST_OK,
+        Ok(Err(e)) => {
+            set_last_error(function, &e.message);
+            e.status as DistStatus
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(function, &format!("internal panic: {what}"));
+            DIST_ERR_PANIC
+        }
+    }
+}
+
+/// `DIST_ERR_NULL_ARGUMENT` naming the parameter.
+fn null(name: &str) -> Error {
+    Error::new(Status::NullArgument, format!("`{name}` must not be NULL"))
+}
+
+/// Borrows a required pointer argument.
+///
+/// # Safety
+/// A non-NULL `p` must point to a valid `T` for the lifetime chosen.
+unsafe fn arg<'a, T>(p: *const T, name: &str) -> Result<&'a T> {
+    // SAFETY: per the caller's contract; NULL is checked here.
+    unsafe { p.as_ref() }.ok_or_else(|| null(name))
+}
+
+/// Writes an optional out-parameter.
+///
+/// # Safety
+/// A non-NULL `p` must be valid for writing a `T`.
+unsafe fn put<T>(p: *mut T, v: T) {
+    if !p.is_null() {
+        // SAFETY: per the caller's contract.
+        unsafe { p.write(v) };
+    }
+}

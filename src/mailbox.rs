@@ -1,0 +1,384 @@
+//! The unified mailbox: 4096 bytes of shared memory between a parent and
+//! the worker that serves it (a child process, or a pool thread).
+//!
+//! Wire layout and protocol are fixed by `spec/mailbox.md`; this module is
+//! the only code that touches mailbox bytes. The parent owns the mailbox
+//! while it is IDLE or TASK_DONE, the serving side while it is TASK_READY.
+//!
+//! Extensions live in the reserved bytes 32..64, which reference children
+//! leave zero and ignore:
+//! - offset 32, `u32 waiter`: 1 while the serving side sleeps on the state
+//!   word with a futex; the parent wakes it after publishing TASK_READY or
+//!   SHUTDOWN. A reference child never sets it, so it is never woken (it polls).
+
+use crate::abi::{self, DistCallConfig};
+use crate::sys;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Mailbox size in bytes.
+pub const SIZE: usize = abi::DIST_MAILBOX_SIZE as usize;
+/// Offset of the args blob.
+pub const OFF_ARGS: usize = abi::DIST_MAILBOX_OFF_ARGS as usize;
+/// Capacity of the args blob.
+pub const ARGS_CAPACITY: usize = abi::DIST_MAILBOX_ARGS_CAPACITY as usize;
+/// Offset of the `waiter` extension word.
+pub const OFF_WAITER: usize = 32;
+
+/// State word values.
+pub mod state {
+    /// No task.
+    pub const IDLE: u32 = 0;
+    /// Task published by the parent.
+    pub const TASK_READY: u32 = 1;
+    /// Task finished; error valid.
+    pub const TASK_DONE: u32 = 2;
+    /// Serving side must exit.
+    pub const SHUTDOWN: u32 = 3;
+}
+
+/// A handle to one mailbox's memory. It does not own the memory: whoever
+/// created it keeps the 4096 bytes mapped while any handle is used.
+#[derive(Clone, Copy, Debug)]
+pub struct Mailbox {
+    base: NonNull<u8>,
+}
+
+// SAFETY: all shared fields are accessed through atomics; the payload bytes
+// are handed over with release/acquire on the state word.
+unsafe impl Send for Mailbox {}
+// SAFETY: as above.
+unsafe impl Sync for Mailbox {}
+
+impl Mailbox {
+    /// Wraps raw mailbox memory.
+    ///
+    /// # Safety
+    /// `base` must be 8-byte aligned and point to `SIZE` bytes that stay
+    /// mapped and writable for as long as the handle (or a copy) is used.
+    pub unsafe fn from_raw(base: NonNull<u8>) -> Mailbox {
+        debug_assert_eq!(base.as_ptr() as usize % 8, 0);
+        Mailbox { base }
+    }
+
+    /// Base address.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: off is a fixed, 4-aligned offset below SIZE; the memory is
+        // valid per `from_raw`'s contract and only accessed atomically.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU32) }
+    }
+
+    fn i32_at(&self, off: usize) -> &AtomicI32 {
+        // SAFETY: as in `u32_at`.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicI32) }
+    }
+
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        // SAFETY: as in `u32_at`; off is 8-aligned and the base is too.
+        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) }
+    }
+
+    /// The state word (also the futex the serving side sleeps on).
+    pub fn state_word(&self) -> &AtomicU32 {
+        self.u32_at(abi::DIST_MAILBOX_OFF_STATE as usize)
+    }
+
+    /// Current state, acquire: payload written before it is visible.
+    pub fn state(&self) -> u32 {
+        self.state_word().load(Ordering::Acquire)
+    }
+
+    /// Stores a state with release ordering (no wake-up).
+    pub fn set_state(&self, s: u32) {
+        self.state_word().store(s, Ordering::Release);
+    }
+
+    /// The error field.
+    pub fn error(&self) -> i32 {
+        self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
+            .load(Ordering::Relaxed)
+    }
+
+    /// Resets the reserved bytes (32..64) and the error, as a fresh mailbox.
+    pub fn reset_extensions(&self) {
+        self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
+            .store(0, Ordering::Relaxed);
+        for off in (32..64).step_by(4) {
+            self.u32_at(off).store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Parent side: writes callable, config (field by field) and blob.
+    /// Only valid while the parent owns the mailbox.
+    pub fn write_task(&self, callable: u64, config: &DistCallConfig, blob: &[u8]) {
+        assert!(blob.len() <= ARGS_CAPACITY, "blob checked at submit");
+        self.u64_at(abi::DIST_MAILBOX_OFF_CALLABLE as usize)
+            .store(callable, Ordering::Relaxed);
+        let words = [
+            (abi::DIST_MAILBOX_OFF_BLOCK_DIM, config.block_dim),
+            (
+                abi::DIST_MAILBOX_OFF_AICPU_THREAD_NUM,
+                config.aicpu_thread_num,
+            ),
+            (
+                abi::DIST_MAILBOX_OFF_ENABLE_PROFILING,
+                config.enable_profiling as i32,
+            ),
+            (
+                abi::DIST_MAILBOX_OFF_ENABLE_DUMP_TENSOR,
+                config.enable_dump_tensor as i32,
+            ),
+        ];
+        for (off, v) in words {
+            self.i32_at(off as usize).store(v, Ordering::Relaxed);
+        }
+        // SAFETY: the parent owns the mailbox now (IDLE); the blob region is
+        // OFF_ARGS..SIZE and blob.len() <= ARGS_CAPACITY.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                blob.as_ptr(),
+                self.base.as_ptr().add(OFF_ARGS),
+                blob.len(),
+            );
+        }
+    }
+
+    /// Parent side: publishes `s` (TASK_READY or SHUTDOWN) and wakes a
+    /// serving side that sleeps on the state word.
+    pub fn publish(&self, s: u32) {
+        self.state_word().store(s, Ordering::Release);
+        // Pairs with the fence in `wait_for_work`: either the sleeper sees
+        // the new state, or we see its waiter flag.
+        fence(Ordering::SeqCst);
+        if self.u32_at(OFF_WAITER).load(Ordering::Relaxed) != 0 {
+            sys::futex_wake(self.state_word(), 1);
+        }
+    }
+
+    /// Serving side: the callable of the published task.
+    pub fn callable(&self) -> u64 {
+        self.u64_at(abi::DIST_MAILBOX_OFF_CALLABLE as usize)
+            .load(Ordering::Relaxed)
+    }
+
+    /// Serving side: the config of the published task.
+    pub fn config(&self) -> DistCallConfig {
+        let get = |off: u32| self.i32_at(off as usize).load(Ordering::Relaxed);
+        DistCallConfig {
+            block_dim: get(abi::DIST_MAILBOX_OFF_BLOCK_DIM),
+            aicpu_thread_num: get(abi::DIST_MAILBOX_OFF_AICPU_THREAD_NUM),
+            enable_profiling: get(abi::DIST_MAILBOX_OFF_ENABLE_PROFILING) != 0,
+            enable_dump_tensor: get(abi::DIST_MAILBOX_OFF_ENABLE_DUMP_TENSOR) != 0,
+        }
+    }
+
+    /// Serving side: the args blob, 8-byte aligned.
+    ///
+    /// Valid while the serving side owns the mailbox (TASK_READY).
+    pub fn blob(&self) -> &[u8] {
+        // SAFETY: OFF_ARGS..SIZE lies inside the mailbox; the parent does not
+        // write it while the state is TASK_READY.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(OFF_ARGS), ARGS_CAPACITY) }
+    }
+
+    /// Serving side: reports a finished task.
+    pub fn complete(&self, error: i32) {
+        self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
+            .store(error, Ordering::Relaxed);
+        self.state_word().store(state::TASK_DONE, Ordering::Release);
+    }
+
+    /// Serving side: waits until the state is neither IDLE nor TASK_DONE,
+    /// spinning for `spin` first, then sleeping on the state word for at
+    /// most `nap` at a time. Returns the state seen, or None when
+    /// `keep_going` says stop after a nap.
+    pub fn wait_for_work(
+        &self,
+        spin: Duration,
+        nap: Duration,
+        keep_going: impl Fn() -> bool,
+    ) -> Option<u32> {
+        let idle = |s: u32| s == state::IDLE || s == state::TASK_DONE;
+        let start = std::time::Instant::now();
+        loop {
+            for _ in 0..64 {
+                let s = self.state();
+                if !idle(s) {
+                    return Some(s);
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= spin {
+                break;
+            }
+        }
+        let waiter = self.u32_at(OFF_WAITER);
+        loop {
+            waiter.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let s = self.state();
+            if !idle(s) {
+                waiter.store(0, Ordering::Relaxed);
+                return Some(s);
+            }
+            sys::futex_wait(self.state_word(), s, Some(nap));
+            waiter.store(0, Ordering::Relaxed);
+            let s = self.state();
+            if !idle(s) {
+                return Some(s);
+            }
+            if !keep_going() {
+                return None;
+            }
+        }
+    }
+}
+
+/// Mailbox memory owned by the library: a shared mapping for a forked child
+/// (so both processes see it), or a private aligned page for a pool thread.
+#[derive(Debug)]
+pub struct OwnedMailbox {
+    map: sys::SharedMap,
+}
+
+impl OwnedMailbox {
+    /// Maps a fresh, zeroed (IDLE) mailbox.
+    pub fn new() -> crate::status::Result<OwnedMailbox> {
+        Ok(OwnedMailbox {
+            map: sys::SharedMap::new(SIZE)?,
+        })
+    }
+
+    /// A handle to it.
+    pub fn handle(&self) -> Mailbox {
+        // SAFETY: the mapping is page aligned, SIZE bytes, and lives as long
+        // as `self`; owners keep `self` alive while handles are used.
+        unsafe { Mailbox::from_raw(NonNull::new(self.map.as_ptr()).expect("mapped")) }
+    }
+}
+
+/// A word in shared memory that serving sides ring after TASK_DONE, so a
+/// sleeping poller wakes at once instead of at its next timed poll.
+///
+/// Layout: `seq` (the futex), then `sleeping` (1 while the poller sleeps).
+#[derive(Clone, Copy, Debug)]
+pub struct Doorbell {
+    base: NonNull<AtomicU32>,
+}
+
+// SAFETY: the two words are only accessed atomically.
+unsafe impl Send for Doorbell {}
+// SAFETY: as above.
+unsafe impl Sync for Doorbell {}
+
+impl Doorbell {
+    /// Wraps two u32 words of shared memory.
+    ///
+    /// # Safety
+    /// `base` must point to two 4-aligned u32 words that outlive every copy.
+    pub unsafe fn from_raw(base: NonNull<u8>) -> Doorbell {
+        Doorbell { base: base.cast() }
+    }
+
+    fn seq(&self) -> &AtomicU32 {
+        // SAFETY: per `from_raw`.
+        unsafe { self.base.as_ref() }
+    }
+
+    fn sleeping(&self) -> &AtomicU32 {
+        // SAFETY: per `from_raw`, the second word.
+        unsafe { &*self.base.as_ptr().add(1) }
+    }
+
+    /// Rings: wakes the poller if it sleeps. Cheap when it does not.
+    pub fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping().load(Ordering::Relaxed) != 0 {
+            self.seq().fetch_add(1, Ordering::SeqCst);
+            sys::futex_wake(self.seq(), 1);
+        }
+    }
+
+    /// Poller side: announces sleep and returns the sequence to sleep on.
+    /// The caller must re-check its condition after this and before `sleep`.
+    pub fn prepare_sleep(&self) -> u32 {
+        let seq = self.seq().load(Ordering::SeqCst);
+        self.sleeping().store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        seq
+    }
+
+    /// Poller side: sleeps until rung (sequence moved) or `timeout`.
+    pub fn sleep(&self, seq: u32, timeout: Option<Duration>) {
+        sys::futex_wait(self.seq(), seq, timeout);
+        self.sleeping().store(0, Ordering::Relaxed);
+    }
+
+    /// Poller side: gives up a prepared sleep.
+    pub fn cancel_sleep(&self) {
+        self.sleeping().store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_and_read_back_a_task() {
+        let m = OwnedMailbox::new().unwrap();
+        let mb = m.handle();
+        assert_eq!(mb.state(), state::IDLE);
+        let cfg = DistCallConfig {
+            block_dim: 7,
+            aicpu_thread_num: 2,
+            enable_profiling: true,
+            enable_dump_tensor: false,
+        };
+        mb.write_task(0xdead_beef_0000_0001, &cfg, &[1, 2, 3, 4]);
+        mb.publish(state::TASK_READY);
+        assert_eq!(mb.state(), state::TASK_READY);
+        assert_eq!(mb.callable(), 0xdead_beef_0000_0001);
+        assert_eq!(mb.config(), cfg);
+        assert_eq!(&mb.blob()[..4], &[1, 2, 3, 4]);
+        // Byte-exact offsets of the wire layout.
+        let raw = |off: usize, n: usize| unsafe {
+            std::slice::from_raw_parts(mb.as_ptr().add(off), n).to_vec()
+        };
+        assert_eq!(raw(0, 4), 1i32.to_le_bytes());
+        assert_eq!(raw(8, 8), 0xdead_beef_0000_0001u64.to_le_bytes());
+        assert_eq!(raw(16, 4), 7i32.to_le_bytes());
+        assert_eq!(raw(20, 4), 2i32.to_le_bytes());
+        assert_eq!(raw(24, 4), 1i32.to_le_bytes());
+        assert_eq!(raw(28, 4), 0i32.to_le_bytes());
+        mb.complete(-5);
+        assert_eq!(mb.state(), state::TASK_DONE);
+        assert_eq!(mb.error(), -5);
+        assert_eq!(raw(4, 4), (-5i32).to_le_bytes());
+    }
+
+    #[test]
+    fn sleeper_is_woken_by_publish() {
+        let m = OwnedMailbox::new().unwrap();
+        let mb = m.handle();
+        let nap = Duration::from_secs(20);
+        let t = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            (
+                mb.wait_for_work(Duration::ZERO, nap, || true),
+                start.elapsed(),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        mb.publish(state::TASK_READY);
+        let (seen, waited) = t.join().unwrap();
+        assert_eq!(seen, Some(state::TASK_READY));
+        // Woken by the publish, not by the end of its nap.
+        assert!(waited < nap / 2, "sleeper was not woken: {waited:?}");
+    }
+}

@@ -1,0 +1,399 @@
+//! `Runtime`: one level of the hierarchy, as a safe Rust object.
+//!
+//! Lifecycle: created → workers registered (and children forked) → started
+//! (pool threads and the dispatcher thread exist from here on) → shut down.
+//! No thread of the library exists before start, so forking is safe until
+//! then. Every method takes `&self` and may be called from any thread;
+//! `shutdown` consumes the runtime.
+
+use crate::abi::DistTaskId;
+use crate::child::{self, Handler, ServeOptions};
+use crate::dispatcher::{self, Context, WaitPolicy};
+use crate::engine::{Engine, MemberArgs, TaskSpec};
+use crate::mailbox::{state, Doorbell, Mailbox, OwnedMailbox};
+use crate::status::{fail, Error, Result, Status};
+use crate::sys::{self, SharedMap};
+use crate::worker::{Mode, Worker, WorkerType};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Default size of the shared heap ring.
+pub const DEFAULT_HEAP_RING_SIZE: usize = 64 << 20;
+
+/// Options of a runtime.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Level in the hierarchy (3 = host).
+    pub level: u32,
+    /// Bytes of the MAP_SHARED heap ring.
+    pub heap_ring_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            level: 3,
+            heap_ring_size: DEFAULT_HEAP_RING_SIZE,
+        }
+    }
+}
+
+/// A worker registered before start.
+struct Registration {
+    ty: WorkerType,
+    mode: Mode,
+    mailbox: Mailbox,
+    /// THREAD mode: the callable its pool thread serves.
+    handler: Option<Handler>,
+}
+
+enum Life {
+    Setup(Vec<Registration>),
+    Running(Vec<JoinHandle<()>>),
+    Closed,
+}
+
+/// State shared with the dispatcher and pool threads.
+struct Shared {
+    engine: Mutex<Engine>,
+    finished: Condvar,
+    workers: once_cell::sync::OnceCell<Arc<[Worker]>>,
+    bell: Doorbell,
+    stop: AtomicBool,
+}
+
+/// One level of the hierarchy: pools of workers and the engine that feeds them.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    life: Mutex<Life>,
+    started: AtomicBool,
+    closing: AtomicBool,
+    options: Options,
+    /// Pids of the children this runtime forked.
+    children: Mutex<Vec<i32>>,
+    /// Mailboxes the library owns (spawned children and pool threads).
+    owned: Mutex<Vec<OwnedMailbox>>,
+    heap: SharedMap,
+    /// Holds the doorbell words; shared with children forked later.
+    _control: SharedMap,
+    next_thread: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock is caught at the boundary; the state it
+    // protects stays consistent between engine steps, so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runtime {
+    /// Creates a runtime and maps its shared heap ring.
+    pub fn new(options: Options) -> Result<Runtime> {
+        if options.heap_ring_size == 0 {
+            return fail(
+                Status::InvalidArgument,
+                "heap_ring_size must be at least 1 byte",
+            );
+        }
+        let heap = SharedMap::new(options.heap_ring_size)?;
+        let control = SharedMap::new(4096)?;
+        // SAFETY: the control page is 4096 bytes, page aligned, and outlives
+        // every copy of the doorbell (the runtime joins its threads and reaps
+        // its children before dropping it; children keep their own mapping).
+        let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                engine: Mutex::new(Engine::new()),
+                finished: Condvar::new(),
+                workers: once_cell::sync::OnceCell::new(),
+                bell,
+                stop: AtomicBool::new(false),
+            }),
+            life: Mutex::new(Life::Setup(Vec::new())),
+            started: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            options,
+            children: Mutex::new(Vec::new()),
+            owned: Mutex::new(Vec::new()),
+            heap,
+            _control: control,
+            next_thread: AtomicU64::new(0),
+        })
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Base address and length of the shared heap ring.
+    pub fn heap(&self) -> (*mut u8, usize) {
+        (self.heap.as_ptr(), self.heap.len())
+    }
+
+    fn register(&self, reg: Registration) -> Result<()> {
+        match &mut *lock(&self.life) {
+            Life::Setup(regs) => {
+                regs.push(reg);
+                Ok(())
+            }
+            _ => fail(
+                Status::BadState,
+                "workers are registered before the pool starts (first dispatch or dist_worker_start)",
+            ),
+        }
+    }
+
+    fn ensure_setup(&self) -> Result<()> {
+        match &*lock(&self.life) {
+            Life::Setup(_) => Ok(()),
+            _ => fail(
+                Status::BadState,
+                "workers are registered before the pool starts (first dispatch or dist_worker_start)",
+            ),
+        }
+    }
+
+    /// Registers a PROCESS worker served by a caller-started child through `mailbox`.
+    pub fn add_process(&self, ty: WorkerType, mailbox: Mailbox) -> Result<()> {
+        let s = mailbox.state();
+        if s != state::IDLE {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} is in state {s}; a new mailbox must be IDLE (zeroed)",
+                    mailbox.as_ptr()
+                ),
+            );
+        }
+        self.register(Registration {
+            ty,
+            mode: Mode::External,
+            mailbox,
+            handler: None,
+        })
+    }
+
+    /// Registers a THREAD worker: `handler` runs on a pool thread.
+    pub fn add_thread(&self, ty: WorkerType, handler: Handler) -> Result<()> {
+        self.ensure_setup()?;
+        let owned = OwnedMailbox::new()?;
+        let mailbox = owned.handle();
+        lock(&self.owned).push(owned);
+        self.register(Registration {
+            ty,
+            mode: Mode::Thread,
+            mailbox,
+            handler: Some(handler),
+        })
+    }
+
+    /// Forks a child that serves `handler` on a library-owned mailbox.
+    /// Returns its pid.
+    pub fn spawn(&self, ty: WorkerType, handler: Handler) -> Result<i32> {
+        let mut life = lock(&self.life);
+        let Life::Setup(regs) = &mut *life else {
+            return fail(
+                Status::BadState,
+                "children are spawned before the pool starts: forking once threads exist is unsafe",
+            );
+        };
+        let owned = OwnedMailbox::new()?;
+        let mailbox = owned.handle();
+        let opts = ServeOptions {
+            doorbell: Some(self.shared.bell),
+            ..ServeOptions::default()
+        };
+        let mut handler = handler;
+        let pid = sys::fork_child(move || match child::serve(mailbox, &mut *handler, &opts) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        })?;
+        lock(&self.owned).push(owned);
+        lock(&self.children).push(pid);
+        regs.push(Registration {
+            ty,
+            mode: Mode::Spawned(pid),
+            mailbox,
+            handler: None,
+        });
+        Ok(pid)
+    }
+
+    /// Starts the pool threads and the dispatcher. Idempotent.
+    pub fn start(&self) -> Result<()> {
+        if self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut life = lock(&self.life);
+        let regs = match &mut *life {
+            Life::Setup(regs) => std::mem::take(regs),
+            Life::Running(_) => return Ok(()),
+            Life::Closed => return fail(Status::ShutDown, "the worker is shut down"),
+        };
+        let mut handlers = Vec::new();
+        let workers: Arc<[Worker]> = regs
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| {
+                if let Some(h) = r.handler {
+                    handlers.push((index, h));
+                }
+                Worker {
+                    ty: r.ty,
+                    mode: r.mode,
+                    mailbox: r.mailbox,
+                    in_flight: AtomicU64::new(0),
+                    index,
+                }
+            })
+            .collect();
+        let _ = self.shared.workers.set(workers.clone());
+        lock(&self.shared.engine).install(workers.clone(), self.shared.bell);
+        let mut threads = Vec::new();
+        let result = self.start_threads(&workers, handlers, &mut threads);
+        *life = Life::Running(threads);
+        self.started.store(true, Ordering::Release);
+        result
+    }
+
+    fn start_threads(
+        &self,
+        workers: &Arc<[Worker]>,
+        handlers: Vec<(usize, Handler)>,
+        threads: &mut Vec<JoinHandle<()>>,
+    ) -> Result<()> {
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::new(Status::Os, format!("starting a pool thread: {e}")))
+        };
+        for (index, mut handler) in handlers {
+            let mailbox = workers[index].mailbox;
+            let opts = ServeOptions {
+                doorbell: Some(self.shared.bell),
+                ..ServeOptions::default()
+            };
+            let n = self.next_thread.fetch_add(1, Ordering::Relaxed);
+            threads.push(spawn(
+                format!("dist-worker-{n}"),
+                Box::new(move || {
+                    let _ = child::serve(mailbox, &mut *handler, &opts);
+                }),
+            )?);
+        }
+        let shared = self.shared.clone();
+        threads.push(spawn(
+            "dist-dispatch".into(),
+            Box::new(move || {
+                let workers = shared.workers.get().expect("installed").clone();
+                dispatcher::run(
+                    Context {
+                        engine: &shared.engine,
+                        finished: &shared.finished,
+                        workers: &workers,
+                        bell: shared.bell,
+                        stop: &shared.stop,
+                    },
+                    WaitPolicy::default(),
+                );
+            }),
+        )?);
+        Ok(())
+    }
+
+    /// Submits a task (starting the pool on first use). Returns its id.
+    pub fn submit<M: MemberArgs + ?Sized>(&self, spec: &TaskSpec<'_, M>) -> Result<DistTaskId> {
+        if self.closing.load(Ordering::Acquire) {
+            return fail(
+                Status::ShutDown,
+                "the worker is shutting down and takes no new work",
+            );
+        }
+        self.start()?;
+        lock(&self.shared.engine).submit(spec)
+    }
+
+    /// Blocks until `engine` satisfies `done`.
+    fn wait_until<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+        let mut engine = lock(&self.shared.engine);
+        loop {
+            if let Some(v) = done(&mut engine) {
+                return v;
+            }
+            engine.waiters += 1;
+            engine = self
+                .shared
+                .finished
+                .wait(engine)
+                .unwrap_or_else(|p| p.into_inner());
+            engine.waiters -= 1;
+        }
+    }
+
+    /// Waits for one task; returns its outcome.
+    pub fn wait(&self, id: DistTaskId) -> Result<()> {
+        self.wait_until(|e| match e.outcome(id) {
+            Err(err) => Some(Err(err)),
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+        })
+    }
+
+    /// Waits for every submitted task; returns the first failure since the
+    /// last drain and releases every finished task's id.
+    pub fn drain(&self) -> Result<()> {
+        self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()))
+    }
+
+    /// Number of task ids currently known (submitted and not released by a drain).
+    pub fn tasks_known(&self) -> usize {
+        lock(&self.shared.engine).slots_in_use()
+    }
+
+    /// Finishes dispatched work, stops every worker, joins threads and reaps
+    /// children. Returns the first failure not reported by a drain.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.close()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
+        let life = std::mem::replace(&mut *lock(&self.life), Life::Closed);
+        let mut outcome = Ok(());
+        match life {
+            Life::Closed => return Ok(()),
+            Life::Setup(regs) => {
+                for r in regs {
+                    r.mailbox.publish(state::SHUTDOWN);
+                }
+            }
+            Life::Running(threads) => {
+                let failure = self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()));
+                if let Err(e) = failure {
+                    outcome = Err(e);
+                }
+                for w in self.shared.workers.get().into_iter().flat_map(|w| w.iter()) {
+                    w.mailbox.publish(state::SHUTDOWN);
+                }
+                self.shared.stop.store(true, Ordering::Release);
+                self.shared.bell.ring();
+                for t in threads {
+                    let _ = t.join();
+                }
+            }
+        }
+        for pid in lock(&self.children).drain(..) {
+            let _ = sys::wait_child(pid, true);
+        }
+        outcome
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

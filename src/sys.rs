@@ -1,0 +1,174 @@
+//! Thin safe wrappers over the system calls the runtime needs: shared
+//! mappings, futexes, fork and reaping. Every `unsafe` system call of the
+//! crate lives here.
+
+use crate::status::{Error, Result};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// An anonymous `MAP_SHARED` mapping: children forked after it is made see
+/// the same bytes at the same address. Unmapped on drop.
+#[derive(Debug)]
+pub struct SharedMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; concurrent access
+// to its contents is governed by the users (atomics in the mailbox).
+unsafe impl Send for SharedMap {}
+// SAFETY: as above; `&SharedMap` only hands out the base address.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    /// Maps `len` zeroed bytes, page aligned. `MAP_NORESERVE`: untouched pages cost nothing.
+    pub fn new(len: usize) -> Result<SharedMap> {
+        if len == 0 {
+            return Err(Error::new(
+                crate::status::Status::InvalidArgument,
+                "a shared mapping needs at least one byte",
+            ));
+        }
+        // SAFETY: anonymous mapping with no address hint; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os(&format!("mmap of {len} shared bytes")));
+        }
+        Ok(SharedMap {
+            ptr: NonNull::new(p.cast()).expect("mmap returned NULL"),
+            len,
+        })
+    }
+
+    /// Base address.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never true: `new` refuses zero).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (None = no limit).
+/// Works across processes on `MAP_SHARED` memory. Returns on wake-up,
+/// mismatch, timeout or signal; callers re-check their condition.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned 32-bit location for the duration of
+    // the call; FUTEX_WAIT only reads it. Shared (non-private) op so it works
+    // across processes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            tsp,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes up to `n` sleepers on `word`.
+pub fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: `word` is a valid, aligned 32-bit location; FUTEX_WAKE does not
+    // access it beyond hashing its address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Forks. In the child, runs `child` and leaves with `_exit(code)` without
+/// running the parent's destructors or atexit handlers. Returns the child's pid.
+pub fn fork_child<F: FnOnce() -> i32>(child: F) -> Result<i32> {
+    // SAFETY: the caller guarantees no library thread exists (forking is done
+    // before the pool starts); the child only runs `child` and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::last_os("fork"));
+    }
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: leaving the child without unwinding into the parent's frames.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(pid)
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+/// Reaps `pid`; with `block == false`, returns `Ok(None)` if it still runs.
+pub fn wait_child(pid: i32, block: bool) -> Result<Option<ExitStatus>> {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: plain waitpid on a pid this process forked.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(Error::last_os(&format!("waitpid({pid})")));
+        }
+        return Ok(Some(if libc::WIFSIGNALED(status) {
+            ExitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        }));
+    }
+}
+
+/// This process's id.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}

@@ -1,0 +1,103 @@
+//! A registered worker: its type, its mode and the mailbox it is reached by.
+//!
+//! Both modes are served through a mailbox: a PROCESS worker's mailbox is
+//! shared with a child process; a THREAD worker's is private to a pool
+//! thread that runs the same serving loop as a child. The set of workers is
+//! fixed when the pool starts and shared read-only by the engine (which
+//! dispatches) and the dispatcher (which polls for completions).
+
+use crate::abi;
+use crate::mailbox::Mailbox;
+use crate::status::{fail, Result, Status};
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+
+/// The two kinds of worker; each has its own pool and ready queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerType {
+    /// The level below (a chip or a lower-level DistWorker).
+    NextLevel,
+    /// A helper function.
+    Sub,
+}
+
+impl WorkerType {
+    /// Both types, in ABI value order.
+    pub const ALL: [WorkerType; 2] = [WorkerType::NextLevel, WorkerType::Sub];
+
+    /// Converts a C value, refusing anything undeclared.
+    pub fn from_abi(v: abi::DistWorkerType) -> Result<WorkerType> {
+        match v {
+            abi::DIST_WORKER_NEXT_LEVEL => Ok(WorkerType::NextLevel),
+            abi::DIST_WORKER_SUB => Ok(WorkerType::Sub),
+            _ => fail(
+                Status::InvalidArgument,
+                format!("worker type {v} is not a DistWorkerType (0 = NEXT_LEVEL, 1 = SUB)"),
+            ),
+        }
+    }
+
+    /// Index into per-type arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for WorkerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerType::NextLevel => "NEXT_LEVEL",
+            WorkerType::Sub => "SUB",
+        })
+    }
+}
+
+/// Where a worker's callable runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// On a pool thread of this process.
+    Thread,
+    /// In a child process the library forked (its pid).
+    Spawned(i32),
+    /// In a process the caller started, reached through its mailbox.
+    External,
+}
+
+/// One worker of a started pool.
+#[derive(Debug)]
+pub struct Worker {
+    /// Its type.
+    pub ty: WorkerType,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its mailbox.
+    pub mailbox: Mailbox,
+    /// Token of the task member it runs (0 = none). Set after TASK_READY is
+    /// published; cleared by whoever claims the completion.
+    pub in_flight: AtomicU64,
+    /// Index in the pool's worker table.
+    pub index: usize,
+}
+
+impl Worker {
+    /// Whether it rings the doorbell on completion (library-run serving loops do).
+    pub fn rings(&self) -> bool {
+        !matches!(self.mode, Mode::External)
+    }
+}
+
+impl fmt::Display for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mode {
+            Mode::Thread => write!(f, "{} worker {} (thread)", self.ty, self.index),
+            Mode::Spawned(pid) => write!(f, "{} worker {} (child pid {pid})", self.ty, self.index),
+            Mode::External => write!(
+                f,
+                "{} worker {} (process, mailbox {:p})",
+                self.ty,
+                self.index,
+                self.mailbox.as_ptr()
+            ),
+        }
+    }
+}

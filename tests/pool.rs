@@ -1,0 +1,276 @@
+//! Behaviour of the worker pool through the Rust core: THREAD and PROCESS
+//! workers, ordering within a type, independence of types, errors, groups,
+//! and a clean lifecycle.
+
+use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_OUTPUT, DIST_FLOAT32};
+use dist_worker::blob::Args;
+use dist_worker::child::Handler;
+use dist_worker::engine::TaskSpec;
+use dist_worker::mailbox::OwnedMailbox;
+use dist_worker::worker::WorkerType;
+use dist_worker::{Options, Runtime, Status};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+const CFG: DistCallConfig = DistCallConfig {
+    block_dim: 24,
+    aicpu_thread_num: 3,
+    enable_profiling: false,
+    enable_dump_tensor: false,
+};
+
+fn spec<'a>(ty: WorkerType, callable: u64, members: &'a [Args<'a>]) -> TaskSpec<'a> {
+    TaskSpec {
+        ty,
+        callable,
+        config: CFG,
+        members,
+    }
+}
+
+type Log = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
+
+fn recorder(log: Log, fail_on: u64) -> Handler {
+    Box::new(move |c, v, _| {
+        log.lock().unwrap().push((c, v.scalars.to_vec()));
+        if c == fail_on {
+            7
+        } else {
+            0
+        }
+    })
+}
+
+#[test]
+fn thread_workers_run_tasks_in_dispatch_order() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    rt.add_thread(WorkerType::Sub, recorder(log.clone(), u64::MAX))
+        .unwrap();
+    for i in 0..100u64 {
+        let s = [i];
+        let a = [Args {
+            tensors: &[],
+            tags: None,
+            scalars: &s,
+        }];
+        rt.submit(&spec(WorkerType::Sub, 5, &a)).unwrap();
+    }
+    rt.drain().unwrap();
+    let got: Vec<u64> = log.lock().unwrap().iter().map(|(_, s)| s[0]).collect();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn failures_name_worker_callable_and_code() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    rt.add_thread(WorkerType::NextLevel, recorder(log, 0xbad))
+        .unwrap();
+    let ok = rt
+        .submit(&spec(WorkerType::NextLevel, 1, &[Args::default()]))
+        .unwrap();
+    let bad = rt
+        .submit(&spec(WorkerType::NextLevel, 0xbad, &[Args::default()]))
+        .unwrap();
+    assert!(rt.wait(ok).is_ok());
+    let e = rt.wait(bad).unwrap_err();
+    assert_eq!(e.status, Status::TaskFailed);
+    assert!(
+        e.message.contains("0xbad") && e.message.contains("error 7"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("NEXT_LEVEL worker 0"), "{}", e.message);
+    // Waiting again gives the same answer; drain reports it once.
+    assert_eq!(rt.wait(bad).unwrap_err().status, Status::TaskFailed);
+    assert_eq!(rt.drain().unwrap_err().status, Status::TaskFailed);
+    assert_eq!(rt.wait(bad).unwrap_err().status, Status::InvalidArgument);
+    rt.drain().unwrap();
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn a_saturated_type_does_not_hold_back_the_other() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let gate = Arc::new(AtomicUsize::new(0));
+    let g = gate.clone();
+    rt.add_thread(
+        WorkerType::NextLevel,
+        Box::new(move |_, _, _| {
+            while g.load(Ordering::Acquire) == 0 {
+                std::thread::yield_now();
+            }
+            0
+        }),
+    )
+    .unwrap();
+    rt.add_thread(WorkerType::Sub, Box::new(|_, _, _| 0))
+        .unwrap();
+    let blocked: Vec<_> = (0..4)
+        .map(|_| {
+            rt.submit(&spec(WorkerType::NextLevel, 1, &[Args::default()]))
+                .unwrap()
+        })
+        .collect();
+    for _ in 0..10 {
+        let id = rt
+            .submit(&spec(WorkerType::Sub, 2, &[Args::default()]))
+            .unwrap();
+        rt.wait(id).unwrap();
+    }
+    gate.store(1, Ordering::Release);
+    for id in blocked {
+        rt.wait(id).unwrap();
+    }
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn groups_run_on_distinct_workers_at_once() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..3u64 {
+        let s = seen.clone();
+        rt.add_thread(
+            WorkerType::Sub,
+            Box::new(move |_, v, _| {
+                s.lock().unwrap().push((i, v.scalars[0]));
+                if v.scalars[0] == 99 {
+                    4
+                } else {
+                    0
+                }
+            }),
+        )
+        .unwrap();
+    }
+    let sc = [[10u64], [11], [12]];
+    let members: Vec<Args> = sc
+        .iter()
+        .map(|s| Args {
+            tensors: &[],
+            tags: None,
+            scalars: s,
+        })
+        .collect();
+    let id = rt.submit(&spec(WorkerType::Sub, 1, &members)).unwrap();
+    rt.wait(id).unwrap();
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    let workers: std::collections::HashSet<u64> = got.iter().map(|p| p.0).collect();
+    assert_eq!(workers.len(), 3);
+    let mut vals: Vec<u64> = got.iter().map(|p| p.1).collect();
+    vals.sort();
+    assert_eq!(vals, vec![10, 11, 12]);
+    // A failing member fails the group; too large a group is refused.
+    let sc = [[1u64], [99]];
+    let members: Vec<Args> = sc
+        .iter()
+        .map(|s| Args {
+            tensors: &[],
+            tags: None,
+            scalars: s,
+        })
+        .collect();
+    let id = rt.submit(&spec(WorkerType::Sub, 1, &members)).unwrap();
+    assert_eq!(rt.wait(id).unwrap_err().status, Status::TaskFailed);
+    let four = vec![Args::default(); 4];
+    assert_eq!(
+        rt.submit(&spec(WorkerType::Sub, 1, &four))
+            .unwrap_err()
+            .status,
+        Status::InvalidArgument
+    );
+    let _ = rt.drain();
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    assert_eq!(
+        rt.submit(&spec(WorkerType::Sub, 1, &[Args::default()]))
+            .unwrap_err()
+            .status,
+        Status::NoWorker
+    );
+    // Registration after start is refused.
+    assert_eq!(
+        rt.add_thread(WorkerType::Sub, Box::new(|_, _, _| 0))
+            .unwrap_err()
+            .status,
+        Status::BadState
+    );
+    assert_eq!(
+        rt.spawn(WorkerType::Sub, Box::new(|_, _, _| 0))
+            .unwrap_err()
+            .status,
+        Status::BadState
+    );
+    let rt = Runtime::new(Options::default()).unwrap();
+    rt.add_thread(WorkerType::Sub, Box::new(|_, _, _| 0))
+        .unwrap();
+    let t = DistTensor {
+        data: 1,
+        shapes: [1; 5],
+        ndims: 6,
+        dtype: DIST_FLOAT32,
+    };
+    let a = [Args {
+        tensors: &[t],
+        tags: None,
+        scalars: &[],
+    }];
+    assert_eq!(
+        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
+        Status::InvalidArgument
+    );
+    let t = DistTensor {
+        ndims: 1,
+        dtype: 9,
+        ..t
+    };
+    let a = [Args {
+        tensors: &[t],
+        tags: None,
+        scalars: &[],
+    }];
+    assert_eq!(
+        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
+        Status::InvalidArgument
+    );
+    let t = DistTensor { dtype: 0, ..t };
+    let tags = [7];
+    let a = [Args {
+        tensors: &[t],
+        tags: Some(&tags),
+        scalars: &[],
+    }];
+    assert_eq!(
+        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
+        Status::InvalidArgument
+    );
+    let tags = [DIST_ARG_OUTPUT];
+    let big = vec![7u64; 600];
+    let a = [Args {
+        tensors: &[t],
+        tags: Some(&tags),
+        scalars: &big,
+    }];
+    assert_eq!(
+        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
+        Status::ArgsTooLarge
+    );
+    // A refused submit leaves nothing behind.
+    assert_eq!(rt.tasks_known(), 0);
+    let m = OwnedMailbox::new().unwrap();
+    assert_eq!(
+        rt.add_process(WorkerType::Sub, m.handle())
+            .unwrap_err()
+            .status,
+        Status::BadState
+    );
+    rt.shutdown().unwrap();
+}
