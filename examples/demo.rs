@@ -103,8 +103,8 @@ fn main() -> Result<(), dist_worker::Error> {
 
     println!("dist-worker demo: {tasks} tasks over {CHILDREN} children and {THREADS} threads");
     for slot in 0..CHILDREN + THREADS {
-        let who = if slot < CHILDREN {
-            format!("child pid {:>7}", pids[slot])
+        let who = if let Some(pid) = pids.get(slot) {
+            format!("child pid {pid:>7}")
         } else {
             format!("pool thread {:>5}", slot - CHILDREN)
         };
