@@ -16,7 +16,8 @@ dump], "tensors": [{"data", "shapes" (first ndims), "ndims", "dtype"}],
 spec says is zero (reserved area, descriptor padding) is not.
 
 Stores are plain: on x86-64 they become visible in program order, so the
-error word is visible before TASK_DONE, as the protocol requires.
+error word is visible before TASK_DONE, as the protocol requires. The state
+word is written with a single store (see serve()).
 """
 import argparse
 import json
@@ -72,7 +73,10 @@ def serve(buf, log, fail):
             log.write(json.dumps(record) + "\n")
             log.flush()
             struct.pack_into("<i", buf, OFF_ERROR, error)
-            struct.pack_into("<i", buf, OFF_STATE, TASK_DONE)
+            # One single-byte store: struct.pack_into zero-fills its target
+            # before writing, so the parent could see a transient IDLE. States
+            # are < 256 and the parent stored the whole word, so bytes 1..3 are 0.
+            buf[OFF_STATE] = TASK_DONE
         elif state == SHUTDOWN:
             return 0
         elif state not in (IDLE, TASK_DONE):
