@@ -141,14 +141,16 @@ impl Slot {
     }
 }
 
-/// Encodes slot index and member into a worker's in-flight token (never 0).
-fn token(slot: u32, member: u32) -> u64 {
-    (slot as u64 + 1) | ((member as u64) << 32)
+/// A worker's in-flight token: the slot it runs (low half, plus one so it
+/// is never 0) and a launch sequence number (high half), so a poller
+/// holding a stale token can never claim a later launch (no ABA).
+fn token(slot: u32, launch: u32) -> u64 {
+    (slot as u64 + 1) | ((launch as u64) << 32)
 }
 
-/// Splits an in-flight token into slot and member.
-pub fn split_token(token: u64) -> (u32, u32) {
-    (((token & 0xffff_ffff) - 1) as u32, (token >> 32) as u32)
+/// The slot of an in-flight token.
+pub fn token_slot(token: u64) -> u32 {
+    ((token & 0xffff_ffff) - 1) as u32
 }
 
 fn task_id(slot: u32, gen: u32) -> DistTaskId {
@@ -182,6 +184,8 @@ pub struct Engine {
     finishing: Vec<(u32, Option<Error>)>,
     /// Scratch: slots whose scope ended.
     ended: Vec<u32>,
+    /// Launches so far (the high half of in-flight tokens).
+    launches: u32,
 }
 
 impl Engine {
@@ -204,6 +208,7 @@ impl Engine {
             releasing: Vec::new(),
             finishing: Vec::new(),
             ended: Vec::new(),
+            launches: 0,
         }
     }
 
@@ -473,7 +478,10 @@ impl Engine {
                 debug_assert_eq!(mb.state(), state::IDLE);
                 mb.write_task(slot.callable, &slot.config, slot.blob(m));
                 mb.publish(state::TASK_READY);
-                worker.in_flight.store(token(idx, m), Ordering::Release);
+                self.launches = self.launches.wrapping_add(1);
+                worker
+                    .in_flight
+                    .store(token(idx, self.launches), Ordering::Release);
             }
             launched = true;
         }
@@ -487,7 +495,7 @@ impl Engine {
     /// Records that `worker` finished its task member with `error` (0 = ok).
     /// The caller has claimed the completion and stored IDLE.
     pub fn complete(&mut self, worker: usize, token: u64, error: i32) {
-        let (idx, _member) = split_token(token);
+        let idx = token_slot(token);
         let workers = self.workers.clone().expect("started");
         let w = &workers[worker];
         let failure = (error != 0).then(|| {
@@ -514,7 +522,7 @@ impl Engine {
         let ty = workers[worker].ty;
         self.pools[ty.index()].retire(worker as u32);
         if token != 0 {
-            let (idx, _) = split_token(token);
+            let idx = token_slot(token);
             self.member_finished(idx, Some(cause));
         }
         let live = self.pools[ty.index()].size();
