@@ -100,9 +100,14 @@ typedef struct DistWorkerOptions {
    */
   uint32_t level;
   /**
-   * Bytes of the MAP_SHARED heap ring. Default 64 MiB.
+   * Bytes of the MAP_SHARED heap ring. Default 64 MiB (0 also means the default).
    */
   uint64_t heap_ring_size;
+  /**
+   * How long a dispatch or alloc waits for heap ring space before failing
+   * with DIST_ERR_RESOURCE_EXHAUSTED, in ms. Default 5000; 0 = fail at once.
+   */
+  uint32_t alloc_timeout_ms;
 } DistWorkerOptions;
 
 /**
@@ -534,6 +539,59 @@ DistStatus dist_worker_wait(struct DistWorker *worker, DistTaskId task);
  * `worker` from `dist_worker_create`.
  */
 DistStatus dist_worker_drain(struct DistWorker *worker);
+
+/**
+ * Opens a nested scope (at most DIST_MAX_SCOPE_DEPTH deep, else
+ * DIST_ERR_INVALID_ARGUMENT). Tasks and allocations made in it keep their
+ * heap memory until the scope ends and nothing depends on them any more.
+ * Scopes belong to the worker: open and close them from one submitting thread.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_scope_begin(struct DistWorker *worker);
+
+/**
+ * Closes the innermost scope (DIST_ERR_BAD_STATE without a matching
+ * begin). Does not wait for its tasks; their memory is reclaimed once they
+ * finish and nothing depends on them.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_scope_end(struct DistWorker *worker);
+
+/**
+ * Allocates a tensor of `shape[0..ndims]` elements of `dtype` from the
+ * shared heap ring (64-byte aligned; children spawned after create see it at
+ * the same address), owned by the current scope. `*out_tensor` gets the
+ * descriptor. When the ring is full, waits up to `alloc_timeout_ms` for
+ * reclamation, then fails with DIST_ERR_RESOURCE_EXHAUSTED.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`; `shape` readable for `ndims` entries;
+ * `out_tensor` writable.
+ */
+DistStatus dist_worker_alloc(struct DistWorker *worker,
+                             const uint32_t *shape,
+                             uint32_t ndims,
+                             DistDataType dtype,
+                             struct DistTensor *out_tensor);
+
+/**
+ * The descriptor of tensor `index` of group member `member` (0 for a
+ * single task) as the task was dispatched: for an OUTPUT submitted with
+ * `data == 0`, `data` is the heap address the engine allocated. Valid from
+ * dispatch until the next drain, like the task id.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`; `out_tensor` writable.
+ */
+DistStatus dist_worker_task_tensor(struct DistWorker *worker,
+                                   DistTaskId task,
+                                   uint32_t member,
+                                   uint32_t index,
+                                   struct DistTensor *out_tensor);
 
 /**
  * Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the

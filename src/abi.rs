@@ -210,8 +210,11 @@ pub struct DistTask {
 pub struct DistWorkerOptions {
     /// Level of this worker in the hierarchy (3 = host). Default 3.
     pub level: u32,
-    /// Bytes of the MAP_SHARED heap ring. Default 64 MiB.
+    /// Bytes of the MAP_SHARED heap ring. Default 64 MiB (0 also means the default).
     pub heap_ring_size: u64,
+    /// How long a dispatch or alloc waits for heap ring space before failing
+    /// with DIST_ERR_RESOURCE_EXHAUSTED, in ms. Default 5000; 0 = fail at once.
+    pub alloc_timeout_ms: u32,
 }
 
 /// A callable: returns 0 on success, a non-zero error code on failure.

@@ -108,25 +108,67 @@ pub fn validate(args: &Args<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Appends the wire encoding of `tensors` and `scalars` to `out`.
-/// Padding and dims past `ndims` are written as zero. Sizes must have been
-/// validated.
-pub fn encode(tensors: &[DistTensor], scalars: &[u64], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(tensors.len() as i32).to_le_bytes());
-    out.extend_from_slice(&(scalars.len() as i32).to_le_bytes());
-    for t in tensors {
-        out.extend_from_slice(&t.data.to_le_bytes());
-        for (d, &n) in t.shapes.iter().enumerate() {
-            let n = if (d as u32) < t.ndims { n } else { 0 };
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        out.extend_from_slice(&t.ndims.to_le_bytes());
-        out.push(t.dtype);
-        out.extend_from_slice(&[0u8; 7]);
+/// Appends the blob header (tensor and scalar counts) to `out`.
+pub fn encode_header(tensors: usize, scalars: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(tensors as i32).to_le_bytes());
+    out.extend_from_slice(&(scalars as i32).to_le_bytes());
+}
+
+/// Appends one tensor descriptor to `out`. Padding and dims past `ndims`
+/// are written as zero.
+pub fn encode_tensor(t: &DistTensor, out: &mut Vec<u8>) {
+    out.extend_from_slice(&t.data.to_le_bytes());
+    for (d, &n) in t.shapes.iter().enumerate() {
+        let n = if (d as u32) < t.ndims { n } else { 0 };
+        out.extend_from_slice(&n.to_le_bytes());
     }
+    out.extend_from_slice(&t.ndims.to_le_bytes());
+    out.push(t.dtype);
+    out.extend_from_slice(&[0u8; 7]);
+}
+
+/// Appends scalars to `out`.
+pub fn encode_scalars(scalars: &[u64], out: &mut Vec<u8>) {
     for s in scalars {
         out.extend_from_slice(&s.to_le_bytes());
     }
+}
+
+/// Appends the wire encoding of `tensors` and `scalars` to `out`. Sizes
+/// must have been validated.
+pub fn encode(tensors: &[DistTensor], scalars: &[u64], out: &mut Vec<u8>) {
+    encode_header(tensors.len(), scalars.len(), out);
+    for t in tensors {
+        encode_tensor(t, out);
+    }
+    encode_scalars(scalars, out);
+}
+
+/// Reads tensor `index` of an encoded blob (any alignment); None if absent.
+pub fn tensor_at(blob: &[u8], index: usize) -> Option<DistTensor> {
+    let t = i32::from_le_bytes(blob.get(0..4)?.try_into().ok()?);
+    if index >= t.max(0) as usize {
+        return None;
+    }
+    let b = blob
+        .get(HEADER_BYTES + TENSOR_BYTES * index..)?
+        .get(..TENSOR_BYTES)?;
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    Some(DistTensor {
+        data: u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")),
+        shapes: [u32_at(8), u32_at(12), u32_at(16), u32_at(20), u32_at(24)],
+        ndims: u32_at(28),
+        dtype: b[32],
+    })
+}
+
+/// Bytes a tensor's elements occupy, or None on overflow.
+pub fn tensor_bytes(t: &DistTensor) -> Option<u64> {
+    t.shapes[..t.ndims.min(5) as usize]
+        .iter()
+        .try_fold(dtype_size(t.dtype) as u64, |acc, &d| {
+            acc.checked_mul(d as u64)
+        })
 }
 
 /// Decodes a blob in place. `blob` must start 8-byte aligned (it does in a
@@ -201,6 +243,9 @@ mod tests {
         assert_eq!(view.tensors[0].shapes, [2, 3, 0, 0, 0]);
         assert_eq!(view.tensors[1], ts[1]);
         assert_eq!(view.scalars, &ss);
+        assert_eq!(tensor_at(&v, 1), Some(ts[1]));
+        assert_eq!(tensor_at(&v, 2), None);
+        assert_eq!(tensor_bytes(&ts[0]), Some(2 * 3 * 2));
     }
 
     #[test]

@@ -71,7 +71,10 @@ fn poll(cx: &Context<'_>, claims: &mut Vec<(usize, u64, Claim)>) -> usize {
             continue;
         }
         let claim = match w.mailbox.state() {
-            state::TASK_READY => continue,
+            // IDLE while in flight is a child's store caught half-way: a
+            // reference child written in Python (struct.pack_into) zeroes
+            // the word before writing TASK_DONE. Look again later.
+            state::TASK_READY | state::IDLE => continue,
             state::TASK_DONE => Claim::Done(w.mailbox.error()),
             other => Claim::Broken(other),
         };

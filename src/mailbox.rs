@@ -38,6 +38,18 @@ pub mod state {
     pub const SHUTDOWN: u32 = 3;
 }
 
+/// The config defaults of the wire contract: block_dim 24, aicpu_thread_num 3, flags off.
+impl Default for DistCallConfig {
+    fn default() -> Self {
+        DistCallConfig {
+            block_dim: 24,
+            aicpu_thread_num: 3,
+            enable_profiling: false,
+            enable_dump_tensor: false,
+        }
+    }
+}
+
 /// A handle to one mailbox's memory. It does not own the memory: whoever
 /// created it keeps the 4096 bytes mapped while any handle is used.
 #[derive(Clone, Copy, Debug)]

@@ -6,10 +6,10 @@
 //! then. Every method takes `&self` and may be called from any thread;
 //! `shutdown` consumes the runtime.
 
-use crate::abi::DistTaskId;
+use crate::abi::{DistTaskId, DistTensor};
 use crate::child::{self, Handler, ServeOptions};
 use crate::dispatcher::{self, Context, WaitPolicy};
-use crate::engine::{Engine, MemberArgs, TaskSpec};
+use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
 use crate::mailbox::{state, Doorbell, Mailbox, OwnedMailbox};
 use crate::status::{fail, Error, Result, Status};
 use crate::sys::{self, SharedMap};
@@ -18,9 +18,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Default size of the shared heap ring.
 pub const DEFAULT_HEAP_RING_SIZE: usize = 64 << 20;
+
+/// Default longest wait of an allocation for heap ring space.
+pub const DEFAULT_ALLOC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of a runtime.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +33,9 @@ pub struct Options {
     pub level: u32,
     /// Bytes of the MAP_SHARED heap ring.
     pub heap_ring_size: usize,
+    /// How long a submit or alloc waits for heap ring space before failing
+    /// with RESOURCE_EXHAUSTED.
+    pub alloc_timeout: Duration,
 }
 
 impl Default for Options {
@@ -36,6 +43,7 @@ impl Default for Options {
         Options {
             level: 3,
             heap_ring_size: DEFAULT_HEAP_RING_SIZE,
+            alloc_timeout: DEFAULT_ALLOC_TIMEOUT,
         }
     }
 }
@@ -104,7 +112,7 @@ impl Runtime {
         let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
         Ok(Runtime {
             shared: Arc::new(Shared {
-                engine: Mutex::new(Engine::new()),
+                engine: Mutex::new(Engine::new(heap.as_ptr() as u64, heap.len() as u64)),
                 finished: Condvar::new(),
                 workers: once_cell::sync::OnceCell::new(),
                 bell,
@@ -305,6 +313,8 @@ impl Runtime {
     }
 
     /// Submits a task (starting the pool on first use). Returns its id.
+    /// Waits for heap ring space up to the allocation deadline when its
+    /// OUTPUT tensors need memory.
     pub fn submit<M: MemberArgs + ?Sized>(&self, spec: &TaskSpec<'_, M>) -> Result<DistTaskId> {
         if self.closing.load(Ordering::Acquire) {
             return fail(
@@ -313,7 +323,80 @@ impl Runtime {
             );
         }
         self.start()?;
-        lock(&self.shared.engine).submit(spec)
+        self.with_backpressure(|e| e.submit(spec))
+    }
+
+    /// Allocates a tensor from the shared heap ring, owned by the current scope.
+    pub fn alloc(&self, shape: &[u32], dtype: u8) -> Result<DistTensor> {
+        self.with_backpressure(|e| e.alloc(shape, dtype))
+    }
+
+    /// Runs `attempt` until it gets heap ring space (Some) or the
+    /// allocation deadline passes. The engine lock is released while
+    /// waiting, so completions, scope ends and drains can free space.
+    fn with_backpressure<T>(
+        &self,
+        mut attempt: impl FnMut(&mut Engine) -> Result<Option<T>>,
+    ) -> Result<T> {
+        let mut engine = lock(&self.shared.engine);
+        let mut deadline = None;
+        loop {
+            if let Some(v) = attempt(&mut engine)? {
+                return Ok(v);
+            }
+            let timeout = self.options.alloc_timeout;
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let now = Instant::now();
+            if now >= deadline {
+                let st = engine.stats();
+                return fail(
+                    Status::ResourceExhausted,
+                    format!(
+                        "the heap ring stayed full for {timeout:?} ({} bytes live in {} blocks); \
+                         end scopes or drain to release memory",
+                        st.heap_live_bytes, st.heap_blocks
+                    ),
+                );
+            }
+            engine.waiters += 1;
+            engine = self
+                .shared
+                .finished
+                .wait_timeout(engine, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            engine.waiters -= 1;
+        }
+    }
+
+    /// Opens a nested scope.
+    pub fn scope_begin(&self) -> Result<()> {
+        lock(&self.shared.engine).scope_begin()
+    }
+
+    /// Closes the innermost scope; memory nothing depends on any more is reclaimed.
+    pub fn scope_end(&self) -> Result<()> {
+        let mut engine = lock(&self.shared.engine);
+        engine.scope_end()?;
+        self.notify(&engine);
+        Ok(())
+    }
+
+    /// The tensor a task member was dispatched with (the allocated address
+    /// of an OUTPUT submitted with `data == 0`).
+    pub fn task_tensor(&self, id: DistTaskId, member: u32, index: u32) -> Result<DistTensor> {
+        lock(&self.shared.engine).task_tensor(id, member, index)
+    }
+
+    /// Counts for checking that nothing is left behind.
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.engine).stats()
+    }
+
+    fn notify(&self, engine: &Engine) {
+        if engine.waiters > 0 {
+            self.shared.finished.notify_all();
+        }
     }
 
     /// Blocks until `engine` satisfies `done`.
@@ -345,12 +428,9 @@ impl Runtime {
     /// Waits for every submitted task; returns the first failure since the
     /// last drain and releases every finished task's id.
     pub fn drain(&self) -> Result<()> {
-        self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()))
-    }
-
-    /// Number of task ids currently known (submitted and not released by a drain).
-    pub fn tasks_known(&self) -> usize {
-        lock(&self.shared.engine).slots_in_use()
+        let r = self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()));
+        self.notify(&lock(&self.shared.engine));
+        r
     }
 
     /// Finishes dispatched work, stops every worker, joins threads and reaps

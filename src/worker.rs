@@ -13,9 +13,10 @@ use std::fmt;
 use std::sync::atomic::AtomicU64;
 
 /// The two kinds of worker; each has its own pool and ready queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WorkerType {
     /// The level below (a chip or a lower-level DistWorker).
+    #[default]
     NextLevel,
     /// A helper function.
     Sub,

@@ -1,12 +1,28 @@
-//! The engine: task slots, per-type pools and ready queues, and the rules
-//! that move a task from submitted to finished.
+//! The engine: the DAG of submitted tasks, and the rules that move a task
+//! from submitted to consumed.
 //!
-//! Owned by: the `Runtime`, behind one mutex. Called from: any submitting
-//! thread (`submit`), the dispatcher thread (`complete`, `retire`), and
-//! waiting threads (`outcome`, `drain`). It writes mailboxes only to launch
-//! a task on an idle worker, which it owns while the worker is idle.
+//! Owned by: the `Runtime`, behind one mutex; every method runs under it.
+//! Called from: submitting threads (`submit`, `alloc`, scopes), the
+//! dispatcher thread (`complete`, `retire`), waiting threads (`outcome`,
+//! `drain`). It writes a mailbox only to launch a task on an idle worker,
+//! which it owns while the worker is idle.
+//!
+//! A task's life: PENDING (producers unfinished) → READY (queued for its
+//! type) → RUNNING (on one or, for a group, N workers) → DONE → CONSUMED.
+//! It is consumed when nothing can depend on it any more: its scope has
+//! ended, it has finished, and every task that looked it up or overwrote
+//! its output has been consumed. Consuming removes its tensor-map entries
+//! and frees its heap memory. Its id stays waitable until the next drain.
 
-use crate::abi::{DistCallConfig, DistTaskId};
+mod ring;
+mod scope;
+mod tensor_map;
+
+pub use ring::HeapRing;
+pub use scope::ScopeStack;
+pub use tensor_map::TensorMap;
+
+use crate::abi::{self, DistCallConfig, DistTaskId, DistTensor};
 use crate::blob::{self, Args};
 use crate::mailbox::{state, Doorbell};
 use crate::pool::Pool;
@@ -51,18 +67,39 @@ pub struct TaskSpec<'a, M: MemberArgs + ?Sized = [Args<'a>]> {
     pub members: &'a M,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Counts that show whether the engine is back to its resting state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Slots in use (tasks known, plus allocations and tasks still alive).
+    pub slots: usize,
+    /// Tensor-map entries.
+    pub map_entries: usize,
+    /// Bytes of the heap ring in live allocations.
+    pub heap_live_bytes: u64,
+    /// Heap ring blocks not yet reclaimed.
+    pub heap_blocks: usize,
+    /// Open scopes (not counting the root).
+    pub scope_depth: usize,
+    /// Tasks submitted and not finished.
+    pub unfinished: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Phase {
+    #[default]
     Free,
+    Pending,
     Ready,
     Running,
     Done,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Slot {
     gen: u32,
     phase: Phase,
+    /// An allocation made by `alloc` (never a task the caller can wait on).
+    is_alloc: bool,
     ty: WorkerType,
     callable: u64,
     config: DistCallConfig,
@@ -72,8 +109,24 @@ struct Slot {
     blobs: Vec<u8>,
     /// End offset of each member's blob in `blobs`.
     ends: Vec<u32>,
-    /// Set when finished unsuccessfully (first member failure wins).
+    /// Why it failed (first member failure wins).
     failure: Option<Error>,
+    /// Producers not yet finished.
+    fanin: u32,
+    /// Tasks waiting for this one to finish.
+    fanout: Vec<u32>,
+    /// Tasks this one keeps alive until it is consumed.
+    holds: Vec<u32>,
+    /// Reasons it cannot be consumed yet.
+    refs: u32,
+    /// Addresses it is (or was) the last writer of.
+    writes: Vec<u64>,
+    /// Heap ring allocations it owns.
+    allocs: Vec<ring::Handle>,
+    /// A producer that failed (so this task will not run).
+    upstream_failed: Option<DistTaskId>,
+    /// Its id was released by a drain.
+    retired: bool,
 }
 
 impl Slot {
@@ -88,43 +141,75 @@ impl Slot {
     }
 }
 
-/// Encodes slot index and member into a worker's in-flight token (never 0).
-fn token(slot: u32, member: u32) -> u64 {
-    (slot as u64 + 1) | ((member as u64) << 32)
+/// A worker's in-flight token: the slot it runs (low half, plus one so it
+/// is never 0) and a launch sequence number (high half), so a poller
+/// holding a stale token can never claim a later launch (no ABA).
+fn token(slot: u32, launch: u32) -> u64 {
+    (slot as u64 + 1) | ((launch as u64) << 32)
 }
 
-/// Splits an in-flight token.
-pub fn split_token(token: u64) -> (u32, u32) {
-    (((token & 0xffff_ffff) - 1) as u32, (token >> 32) as u32)
+/// The slot of an in-flight token.
+pub fn token_slot(token: u64) -> u32 {
+    ((token & 0xffff_ffff) - 1) as u32
 }
 
 fn task_id(slot: u32, gen: u32) -> DistTaskId {
     ((gen as u64) << 32) | (slot as u64 + 1)
 }
 
-/// Slots, pools and the bookkeeping of one DistWorker's tasks.
-#[derive(Debug, Default)]
+/// The DAG, the pools and the shared heap of one DistWorker.
+#[derive(Debug)]
 pub struct Engine {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Finished slots kept until the next drain so their status can be read.
+    /// Finished tasks and allocations whose ids the next drain releases.
     done: Vec<u32>,
     pools: [Pool; 2],
     workers: Option<Arc<[Worker]>>,
     /// Rung after launching, in case the dispatcher sleeps with nothing in flight.
     bell: Option<Doorbell>,
+    map: TensorMap,
+    scopes: ScopeStack,
+    ring: HeapRing,
+    heap_base: u64,
     /// Tasks submitted and not finished.
     unfinished: usize,
     /// First failure since the last drain.
     first_failure: Option<Error>,
-    /// Threads blocked in `wait`/`drain` (so completions notify only when needed).
+    /// Threads blocked on the engine's condition (waiters, back-pressure).
     pub waiters: usize,
+    /// Scratch: slots to release (consumption cascades without recursion).
+    releasing: Vec<u32>,
+    /// Scratch: tasks that finished as a consequence of another.
+    finishing: Vec<(u32, Option<Error>)>,
+    /// Scratch: slots whose scope ended.
+    ended: Vec<u32>,
+    /// Launches so far (the high half of in-flight tokens).
+    launches: u32,
 }
 
 impl Engine {
-    /// An engine with no workers yet.
-    pub fn new() -> Engine {
-        Engine::default()
+    /// An engine with no workers yet, allocating from the heap at `heap_base`.
+    pub fn new(heap_base: u64, heap_len: u64) -> Engine {
+        Engine {
+            slots: Vec::new(),
+            free: Vec::new(),
+            done: Vec::new(),
+            pools: Default::default(),
+            workers: None,
+            bell: None,
+            map: TensorMap::default(),
+            scopes: ScopeStack::default(),
+            ring: HeapRing::new(heap_len),
+            heap_base,
+            unfinished: 0,
+            first_failure: None,
+            waiters: 0,
+            releasing: Vec::new(),
+            finishing: Vec::new(),
+            ended: Vec::new(),
+            launches: 0,
+        }
     }
 
     /// Installs the started pool's workers.
@@ -147,13 +232,24 @@ impl Engine {
         self.unfinished
     }
 
-    /// Live workers of a type.
-    pub fn pool_size(&self, ty: WorkerType) -> usize {
-        self.pools[ty.index()].size()
+    /// Counts for checking that nothing is left behind.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            slots: self.slots.len() - self.free.len(),
+            map_entries: self.map.len(),
+            heap_live_bytes: self.ring.live_bytes(),
+            heap_blocks: self.ring.blocks(),
+            scope_depth: self.scopes.depth(),
+            unfinished: self.unfinished,
+        }
     }
 
-    /// Submits a task; it runs as soon as enough workers of its type are idle.
-    pub fn submit<M: MemberArgs + ?Sized>(&mut self, spec: &TaskSpec<'_, M>) -> Result<DistTaskId> {
+    /// Submits a task. Returns Ok(None) when the heap ring cannot hold its
+    /// outputs now (the caller waits for reclamation and tries again).
+    pub fn submit<M: MemberArgs + ?Sized>(
+        &mut self,
+        spec: &TaskSpec<'_, M>,
+    ) -> Result<Option<DistTaskId>> {
         let n = spec.members.count();
         let live = self.pools[spec.ty.index()].size();
         if live == 0 {
@@ -172,40 +268,151 @@ impl Engine {
             );
         }
         let idx = self.alloc_slot()?;
-        if let Err(e) = self.encode_members(idx, spec) {
-            self.release_slot(idx);
-            return Err(e);
+        match self.encode_members(idx, spec) {
+            Ok(true) => {}
+            other => {
+                let allocs = std::mem::take(&mut self.slots[idx as usize].allocs);
+                for h in allocs {
+                    self.ring.free(h);
+                }
+                self.free_slot(idx);
+                return other.map(|_| None);
+            }
         }
         let slot = &mut self.slots[idx as usize];
         slot.ty = spec.ty;
         slot.callable = spec.callable;
         slot.config = spec.config;
         slot.remaining = n;
-        slot.failure = None;
-        slot.phase = Phase::Ready;
         let id = task_id(idx, slot.gen);
+        self.link(idx, spec.members);
+        let slot = &mut self.slots[idx as usize];
+        slot.refs += 2; // its scope, and being unfinished
+        self.scopes.add(idx);
         self.unfinished += 1;
-        self.pools[spec.ty.index()].ready.push_back(idx);
-        self.pump(spec.ty);
-        Ok(id)
+        if slot.fanin > 0 {
+            slot.phase = Phase::Pending;
+        } else if let Some(up) = slot.upstream_failed {
+            self.finishing.push((idx, Some(upstream_error(id, up))));
+            self.settle();
+        } else {
+            slot.phase = Phase::Ready;
+            self.pools[spec.ty.index()].ready.push_back(idx);
+            self.pump(spec.ty);
+        }
+        Ok(Some(id))
     }
 
+    /// Validates and encodes every member into the slot, allocating heap
+    /// memory for OUTPUT tensors with `data == 0`. Ok(false): ring full.
     fn encode_members<M: MemberArgs + ?Sized>(
         &mut self,
         idx: u32,
         spec: &TaskSpec<'_, M>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let slot = &mut self.slots[idx as usize];
-        slot.blobs.clear();
-        slot.ends.clear();
         for i in 0..spec.members.count() {
             let args = spec.members.member(i)?;
             blob::validate(&args)
                 .map_err(|e| Error::new(e.status, format!("group member {i}: {}", e.message)))?;
-            blob::encode(args.tensors, args.scalars, &mut slot.blobs);
+            blob::encode_header(args.tensors.len(), args.scalars.len(), &mut slot.blobs);
+            for (j, t) in args.tensors.iter().enumerate() {
+                let mut t = *t;
+                if t.data == 0 && tag_of(&args, j) == abi::DIST_ARG_OUTPUT {
+                    let size = blob::tensor_bytes(&t).unwrap_or(u64::MAX);
+                    if HeapRing::rounded(size).is_none_or(|s| s > self.ring.capacity()) {
+                        return fail(
+                            Status::ResourceExhausted,
+                            format!(
+                                "member {i} tensor {j} needs {size} bytes; the heap ring holds {}",
+                                self.ring.capacity()
+                            ),
+                        );
+                    }
+                    let Some((h, off)) = self.ring.alloc(size) else {
+                        return Ok(false);
+                    };
+                    slot.allocs.push(h);
+                    t.data = self.heap_base + off;
+                }
+                blob::encode_tensor(&t, &mut slot.blobs);
+            }
+            blob::encode_scalars(args.scalars, &mut slot.blobs);
             slot.ends.push(slot.blobs.len() as u32);
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Adds the task's dependencies (lookups first, so a group whose members
+    /// share an address never waits on itself), then records its writes.
+    fn link<M: MemberArgs + ?Sized>(&mut self, idx: u32, members: &M) {
+        for pass_writes in [false, true] {
+            for m in 0..members.count() {
+                let args = members.member(m).expect("validated in encode_members");
+                for (j, _) in args.tensors.iter().enumerate() {
+                    let tag = tag_of(&args, j);
+                    let data = blob::tensor_at(self.slots[idx as usize].blob(m), j)
+                        .expect("encoded")
+                        .data;
+                    if data == 0 {
+                        continue;
+                    }
+                    if !pass_writes && (tag == abi::DIST_ARG_INPUT || tag == abi::DIST_ARG_INOUT) {
+                        if let Some(p) = self.map.writer(data) {
+                            self.depend(idx, p, true);
+                        }
+                    }
+                    if pass_writes
+                        && matches!(
+                            tag,
+                            abi::DIST_ARG_INOUT
+                                | abi::DIST_ARG_OUTPUT
+                                | abi::DIST_ARG_OUTPUT_EXISTING
+                        )
+                    {
+                        match self.map.set_writer(data, idx) {
+                            Some(p) if p == idx => {}
+                            prev => {
+                                self.slots[idx as usize].writes.push(data);
+                                if let Some(p) = prev {
+                                    // Keep the overwritten producer (and its memory) alive.
+                                    self.depend(idx, p, false);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `c` hold `p` until `c` is consumed; with `wait`, `c` also runs
+    /// only after `p` finishes (and fails if `p` failed).
+    fn depend(&mut self, c: u32, p: u32, wait: bool) {
+        if c == p {
+            return;
+        }
+        if !self.slots[c as usize].holds.contains(&p) {
+            self.slots[c as usize].holds.push(p);
+            self.slots[p as usize].refs += 1;
+        }
+        // `c` is linked in one go, so an edge to it is the newest in `p`'s fanout.
+        if wait && self.slots[p as usize].fanout.last() != Some(&c) {
+            self.wait_on(c, p);
+        }
+    }
+
+    fn wait_on(&mut self, c: u32, p: u32) {
+        let ps = &self.slots[p as usize];
+        if ps.phase == Phase::Done {
+            if ps.failure.is_some() {
+                let up = task_id(p, ps.gen);
+                self.slots[c as usize].upstream_failed.get_or_insert(up);
+            }
+            return;
+        }
+        self.slots[p as usize].fanout.push(c);
+        self.slots[c as usize].fanin += 1;
     }
 
     fn alloc_slot(&mut self) -> Result<u32> {
@@ -220,36 +427,35 @@ impl Engine {
         }
         self.slots.push(Slot {
             gen: 1,
-            phase: Phase::Free,
-            ty: WorkerType::NextLevel,
-            callable: 0,
-            config: DistCallConfig {
-                block_dim: 0,
-                aicpu_thread_num: 0,
-                enable_profiling: false,
-                enable_dump_tensor: false,
-            },
-            remaining: 0,
-            blobs: Vec::new(),
-            ends: Vec::new(),
-            failure: None,
+            ..Slot::default()
         });
         Ok(self.slots.len() as u32 - 1)
     }
 
-    fn release_slot(&mut self, idx: u32) {
-        let slot = &mut self.slots[idx as usize];
-        slot.phase = Phase::Free;
-        slot.gen = slot.gen.wrapping_add(1).max(1);
-        slot.failure = None;
+    /// Returns a slot to the free list; its old id becomes unknown.
+    fn free_slot(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        s.phase = Phase::Free;
+        s.gen = s.gen.wrapping_add(1).max(1);
+        s.is_alloc = false;
+        s.failure = None;
+        s.upstream_failed = None;
+        s.retired = false;
+        s.fanin = 0;
+        s.refs = 0;
+        s.blobs.clear();
+        s.ends.clear();
+        s.fanout.clear();
+        s.holds.clear();
+        s.writes.clear();
+        s.allocs.clear();
         self.free.push(idx);
     }
 
     /// Launches queued tasks of `ty` while enough workers are idle.
     fn pump(&mut self, ty: WorkerType) {
-        let workers = match &self.workers {
-            Some(w) => w.clone(),
-            None => return,
+        let Some(workers) = self.workers.clone() else {
+            return;
         };
         let mut launched = false;
         loop {
@@ -261,11 +467,10 @@ impl Engine {
             else {
                 break;
             };
-            let n = self.slots[idx as usize].members() as usize;
             self.pools[ty.index()].ready.pop_front();
             let slot = &mut self.slots[idx as usize];
             slot.phase = Phase::Running;
-            for m in 0..n as u32 {
+            for m in 0..slot.members() {
                 let w = self.pools[ty.index()].idle.pop().expect("counted above");
                 let worker = &workers[w as usize];
                 let slot = &self.slots[idx as usize];
@@ -273,7 +478,10 @@ impl Engine {
                 debug_assert_eq!(mb.state(), state::IDLE);
                 mb.write_task(slot.callable, &slot.config, slot.blob(m));
                 mb.publish(state::TASK_READY);
-                worker.in_flight.store(token(idx, m), Ordering::Release);
+                self.launches = self.launches.wrapping_add(1);
+                worker
+                    .in_flight
+                    .store(token(idx, self.launches), Ordering::Release);
             }
             launched = true;
         }
@@ -287,50 +495,54 @@ impl Engine {
     /// Records that `worker` finished its task member with `error` (0 = ok).
     /// The caller has claimed the completion and stored IDLE.
     pub fn complete(&mut self, worker: usize, token: u64, error: i32) {
-        let (idx, _member) = split_token(token);
+        let idx = token_slot(token);
         let workers = self.workers.clone().expect("started");
         let w = &workers[worker];
-        if error != 0 {
+        let failure = (error != 0).then(|| {
             let slot = &self.slots[idx as usize];
-            let msg = format!(
-                "task {}: {w} returned error {error} from callable {:#x}",
-                task_id(idx, slot.gen),
-                slot.callable
-            );
-            self.member_finished(idx, Some(Error::new(Status::TaskFailed, msg)));
-        } else {
-            self.member_finished(idx, None);
-        }
+            Error::new(
+                Status::TaskFailed,
+                format!(
+                    "task {:#x}: {w} returned error {error} from callable {:#x}",
+                    task_id(idx, slot.gen),
+                    slot.callable
+                ),
+            )
+        });
         self.pools[w.ty.index()].idle.push(worker as u32);
+        self.member_finished(idx, failure);
         self.pump(w.ty);
     }
 
     /// Takes `worker` out of its pool for good; its in-flight member (if
-    /// `token` is non-zero) fails with `cause`. Tasks that can no longer run
-    /// fail with NO_WORKER.
+    /// `token` is non-zero) fails with `cause`. Queued tasks that can no
+    /// longer run fail with NO_WORKER.
     pub fn retire(&mut self, worker: usize, token: u64, cause: Error) {
         let workers = self.workers.clone().expect("started");
         let ty = workers[worker].ty;
         self.pools[ty.index()].retire(worker as u32);
         if token != 0 {
-            let (idx, _) = split_token(token);
+            let idx = token_slot(token);
             self.member_finished(idx, Some(cause));
         }
         let live = self.pools[ty.index()].size();
-        let queued: Vec<u32> = self.pools[ty.index()].ready.iter().copied().collect();
-        for idx in queued {
+        let mut i = 0;
+        while i < self.pools[ty.index()].ready.len() {
+            let idx = self.pools[ty.index()].ready[i];
             let n = self.slots[idx as usize].members() as usize;
-            if n > live {
-                self.pools[ty.index()].ready.retain(|&i| i != idx);
-                let id = task_id(idx, self.slots[idx as usize].gen);
-                let e = Error::new(
-                    Status::NoWorker,
-                    format!("task {id} needs {n} {ty} workers; {live} are left"),
-                );
-                self.slots[idx as usize].remaining = 1;
-                self.member_finished(idx, Some(e));
+            if n <= live {
+                i += 1;
+                continue;
             }
+            self.pools[ty.index()].ready.remove(i);
+            let id = task_id(idx, self.slots[idx as usize].gen);
+            let e = Error::new(
+                Status::NoWorker,
+                format!("task {id:#x} needs {n} {ty} workers; {live} are left"),
+            );
+            self.finishing.push((idx, Some(e)));
         }
+        self.settle();
         self.pump(ty);
     }
 
@@ -340,33 +552,89 @@ impl Engine {
             slot.failure = failure;
         }
         slot.remaining -= 1;
-        if slot.remaining > 0 {
-            return;
+        if slot.remaining == 0 {
+            let f = slot.failure.take();
+            self.finishing.push((idx, f));
+            self.settle();
         }
-        slot.phase = Phase::Done;
-        self.unfinished -= 1;
-        if let Some(f) = &slot.failure {
-            if self.first_failure.is_none() {
-                self.first_failure = Some(f.clone());
+    }
+
+    /// Finishes every task in `finishing`, and the dependents that become
+    /// ready or fail in consequence.
+    fn settle(&mut self) {
+        let mut ready_types = [false; 2];
+        while let Some((idx, failure)) = self.finishing.pop() {
+            let id = task_id(idx, self.slots[idx as usize].gen);
+            let slot = &mut self.slots[idx as usize];
+            slot.phase = Phase::Done;
+            let failed = failure.is_some();
+            if let Some(f) = &failure {
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(f.clone());
+                }
+            }
+            slot.failure = failure;
+            self.unfinished -= 1;
+            self.done.push(idx);
+            let mut fanout = std::mem::take(&mut self.slots[idx as usize].fanout);
+            for &c in &fanout {
+                let cs = &mut self.slots[c as usize];
+                if failed {
+                    cs.upstream_failed.get_or_insert(id);
+                }
+                cs.fanin -= 1;
+                if cs.fanin > 0 {
+                    continue;
+                }
+                let cid = task_id(c, cs.gen);
+                match cs.upstream_failed {
+                    Some(up) => self.finishing.push((c, Some(upstream_error(cid, up)))),
+                    None => {
+                        cs.phase = Phase::Ready;
+                        ready_types[cs.ty.index()] = true;
+                        self.pools[cs.ty.index()].ready.push_back(c);
+                    }
+                }
+            }
+            fanout.clear();
+            self.slots[idx as usize].fanout = fanout;
+            self.release(idx);
+        }
+        for ty in WorkerType::ALL {
+            if ready_types[ty.index()] {
+                self.pump(ty);
             }
         }
-        self.done.push(idx);
+    }
+
+    /// Drops one reference; consumes slots whose last reference went.
+    fn release(&mut self, idx: u32) {
+        self.releasing.push(idx);
+        while let Some(i) = self.releasing.pop() {
+            let s = &mut self.slots[i as usize];
+            s.refs -= 1;
+            if s.refs > 0 {
+                continue;
+            }
+            // Consumed: nothing can depend on it any more.
+            for &addr in &s.writes {
+                self.map.remove_if(addr, i);
+            }
+            for &h in &s.allocs {
+                self.ring.free(h);
+            }
+            s.writes.clear();
+            s.allocs.clear();
+            self.releasing.append(&mut s.holds);
+            if s.retired {
+                self.free_slot(i);
+            }
+        }
     }
 
     /// The outcome of a task: None while it runs; an error for an unknown id.
     pub fn outcome(&self, id: DistTaskId) -> Result<Option<Result<()>>> {
-        let idx = (id & 0xffff_ffff).wrapping_sub(1);
-        let gen = (id >> 32) as u32;
-        let slot = self
-            .slots
-            .get(idx as usize)
-            .filter(|s| s.gen == gen && s.phase != Phase::Free && id & 0xffff_ffff != 0);
-        let Some(slot) = slot else {
-            return fail(
-                Status::InvalidArgument,
-                format!("task id {id:#x} is unknown (never issued, or released by a drain)"),
-            );
-        };
+        let slot = self.known(id)?;
         Ok(match (&slot.phase, &slot.failure) {
             (Phase::Done, None) => Some(Ok(())),
             (Phase::Done, Some(e)) => Some(Err(e.clone())),
@@ -374,21 +642,132 @@ impl Engine {
         })
     }
 
-    /// With no task unfinished: releases every finished task and returns the
-    /// first failure since the last drain.
+    fn known(&self, id: DistTaskId) -> Result<&Slot> {
+        let idx = (id & 0xffff_ffff).wrapping_sub(1);
+        let gen = (id >> 32) as u32;
+        self.slots
+            .get(idx as usize)
+            .filter(|s| s.gen == gen && s.phase != Phase::Free && !s.retired && !s.is_alloc)
+            .ok_or_else(|| {
+                Error::new(
+                    Status::InvalidArgument,
+                    format!("task id {id:#x} is unknown (never issued, or released by a drain)"),
+                )
+            })
+    }
+
+    /// The tensor descriptor a task's member was dispatched with (for
+    /// OUTPUT tensors submitted with `data == 0`, the allocated address).
+    pub fn task_tensor(&self, id: DistTaskId, member: u32, index: u32) -> Result<DistTensor> {
+        let slot = self.known(id)?;
+        if member >= slot.members() {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "task {id:#x} has {} member(s); {member} is out of range",
+                    slot.members()
+                ),
+            );
+        }
+        blob::tensor_at(slot.blob(member), index as usize).ok_or_else(|| {
+            Error::new(
+                Status::InvalidArgument,
+                format!("task {id:#x} member {member} has no tensor {index}"),
+            )
+        })
+    }
+
+    /// Allocates a tensor from the heap ring, owned by the current scope.
+    /// Ok(None) when the ring cannot hold it now.
+    pub fn alloc(&mut self, shape: &[u32], dtype: u8) -> Result<Option<DistTensor>> {
+        let mut t = DistTensor {
+            data: 0,
+            shapes: [0; 5],
+            ndims: shape.len() as u32,
+            dtype,
+        };
+        t.shapes[..shape.len()].copy_from_slice(shape);
+        blob::check_tensor(&t)?;
+        let size = blob::tensor_bytes(&t).unwrap_or(u64::MAX);
+        if HeapRing::rounded(size).is_none_or(|s| s > self.ring.capacity()) {
+            return fail(
+                Status::ResourceExhausted,
+                format!(
+                    "a tensor of {size} bytes does not fit the {}-byte heap ring",
+                    self.ring.capacity()
+                ),
+            );
+        }
+        let Some((h, off)) = self.ring.alloc(size) else {
+            return Ok(None);
+        };
+        t.data = self.heap_base + off;
+        let idx = self.alloc_slot()?;
+        let s = &mut self.slots[idx as usize];
+        s.is_alloc = true;
+        s.phase = Phase::Done;
+        s.refs = 1;
+        s.allocs.push(h);
+        s.writes.push(t.data);
+        self.scopes.add(idx);
+        self.done.push(idx);
+        if let Some(p) = self.map.set_writer(t.data, idx) {
+            self.depend(idx, p, false);
+        }
+        Ok(Some(t))
+    }
+
+    /// Opens a nested scope.
+    pub fn scope_begin(&mut self) -> Result<()> {
+        self.scopes.begin()
+    }
+
+    /// Closes the innermost scope, releasing its tasks' scope references.
+    pub fn scope_end(&mut self) -> Result<()> {
+        let mut ended = std::mem::take(&mut self.ended);
+        let r = self.scopes.end(|i| ended.push(i));
+        self.release_all(&mut ended);
+        self.ended = ended;
+        r
+    }
+
+    fn release_all(&mut self, slots: &mut Vec<u32>) {
+        for &i in slots.iter() {
+            self.release(i);
+        }
+        slots.clear();
+    }
+
+    /// With no task unfinished: ends the root scope, releases every finished
+    /// task's id, and returns the first failure since the last drain.
     pub fn drain(&mut self) -> Result<()> {
         debug_assert_eq!(self.unfinished, 0);
+        let mut ended = std::mem::take(&mut self.ended);
+        self.scopes.end_root(|i| ended.push(i));
+        self.release_all(&mut ended);
+        self.ended = ended;
         while let Some(idx) = self.done.pop() {
-            self.release_slot(idx);
+            let s = &mut self.slots[idx as usize];
+            s.retired = true;
+            if s.refs == 0 {
+                self.free_slot(idx);
+            }
         }
         match self.first_failure.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+}
 
-    /// Slots in use (submitted and not released by a drain).
-    pub fn slots_in_use(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
+/// The tag of tensor `j` (INPUT when the submitter gave no tags).
+fn tag_of(args: &Args<'_>, j: usize) -> abi::DistTensorArgType {
+    args.tags.map_or(abi::DIST_ARG_INPUT, |t| t[j])
+}
+
+fn upstream_error(id: DistTaskId, up: DistTaskId) -> Error {
+    Error::new(
+        Status::DependencyFailed,
+        format!("task {id:#x} did not run: task {up:#x}, which it depends on, failed"),
+    )
 }

@@ -10,6 +10,7 @@ use crate::status::Status;
 use crate::worker::WorkerType;
 use crate::{child, child::ServeOptions};
 use std::os::raw::{c_char, c_void};
+use std::time::Duration;
 
 /// One level of the hierarchy: its pools of workers, its engine and its
 /// shared heap. Opaque to C; created by `dist_worker_create`, freed by
@@ -41,6 +42,7 @@ pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOption
             DistWorkerOptions {
                 level: d.level,
                 heap_ring_size: d.heap_ring_size as u64,
+                alloc_timeout_ms: d.alloc_timeout.as_millis() as u32,
             },
         )
     };
@@ -74,6 +76,7 @@ pub unsafe extern "C" fn dist_worker_create(
                     } else {
                         size
                     },
+                    alloc_timeout: Duration::from_millis(o.alloc_timeout_ms as u64),
                 }
             }
         };
@@ -221,6 +224,102 @@ pub unsafe extern "C" fn dist_worker_drain(worker: *mut DistWorker) -> DistStatu
     guard("dist_worker_drain", || {
         // SAFETY: per the contract above.
         unsafe { self::worker(worker) }?.drain()
+    })
+}
+
+/// Opens a nested scope (at most DIST_MAX_SCOPE_DEPTH deep, else
+/// DIST_ERR_INVALID_ARGUMENT). Tasks and allocations made in it keep their
+/// heap memory until the scope ends and nothing depends on them any more.
+/// Scopes belong to the worker: open and close them from one submitting thread.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_scope_begin(worker: *mut DistWorker) -> DistStatus {
+    guard("dist_worker_scope_begin", || {
+        // SAFETY: per the contract above.
+        unsafe { self::worker(worker) }?.scope_begin()
+    })
+}
+
+/// Closes the innermost scope (DIST_ERR_BAD_STATE without a matching
+/// begin). Does not wait for its tasks; their memory is reclaimed once they
+/// finish and nothing depends on them.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_scope_end(worker: *mut DistWorker) -> DistStatus {
+    guard("dist_worker_scope_end", || {
+        // SAFETY: per the contract above.
+        unsafe { self::worker(worker) }?.scope_end()
+    })
+}
+
+/// Allocates a tensor of `shape[0..ndims]` elements of `dtype` from the
+/// shared heap ring (64-byte aligned; children spawned after create see it at
+/// the same address), owned by the current scope. `*out_tensor` gets the
+/// descriptor. When the ring is full, waits up to `alloc_timeout_ms` for
+/// reclamation, then fails with DIST_ERR_RESOURCE_EXHAUSTED.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `shape` readable for `ndims` entries;
+/// `out_tensor` writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_alloc(
+    worker: *mut DistWorker,
+    shape: *const u32,
+    ndims: u32,
+    dtype: DistDataType,
+    out_tensor: *mut DistTensor,
+) -> DistStatus {
+    guard("dist_worker_alloc", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        if out_tensor.is_null() {
+            return Err(null("out_tensor"));
+        }
+        if !(1..=DIST_TENSOR_MAX_DIMS).contains(&ndims) {
+            return Err(crate::Error::new(
+                Status::InvalidArgument,
+                format!("ndims {ndims} is out of range 1..5"),
+            ));
+        }
+        // SAFETY: per the contract above; ndims is at most 5.
+        let shape =
+            unsafe { arg(shape, "shape").map(|s| std::slice::from_raw_parts(s, ndims as usize)) }?;
+        let t = w.alloc(shape, dtype)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out_tensor.write(t) };
+        Ok(())
+    })
+}
+
+/// The descriptor of tensor `index` of group member `member` (0 for a
+/// single task) as the task was dispatched: for an OUTPUT submitted with
+/// `data == 0`, `data` is the heap address the engine allocated. Valid from
+/// dispatch until the next drain, like the task id.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `out_tensor` writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_task_tensor(
+    worker: *mut DistWorker,
+    task: DistTaskId,
+    member: u32,
+    index: u32,
+    out_tensor: *mut DistTensor,
+) -> DistStatus {
+    guard("dist_worker_task_tensor", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        if out_tensor.is_null() {
+            return Err(null("out_tensor"));
+        }
+        let t = w.task_tensor(task, member, index)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out_tensor.write(t) };
+        Ok(())
     })
 }
 
