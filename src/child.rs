@@ -65,7 +65,12 @@ pub fn serve(
                     Err(_) => ERROR_BAD_BLOB,
                 };
                 mailbox.complete(error);
-                if let Some(bell) = &opts.doorbell {
+                // Ring only if the completion is still unclaimed: a parent
+                // spinning on this mailbox has taken it already.
+                if let Some(bell) = opts
+                    .doorbell
+                    .filter(|_| mailbox.state() == state::TASK_DONE)
+                {
                     bell.ring();
                 }
             }

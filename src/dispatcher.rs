@@ -1,31 +1,37 @@
-//! The dispatcher: one thread that notices completions on every worker's
-//! mailbox (PROCESS and THREAD alike) and hands them to the engine.
+//! Progress: noticing completions on every worker's mailbox (PROCESS and
+//! THREAD alike) and handing them to the engine.
 //!
-//! Owned by: the `Runtime`, started with the pool, stopped at shutdown.
-//! It reads only in-flight mailboxes, without the engine lock, and takes the
-//! lock once per batch of completions. While work is in flight it spins for
-//! a short window, then sleeps on the doorbell that library-run workers
-//! ring; the sleep is a short timed wait whenever a caller-owned child (which
-//! never rings) has work in flight.
+//! Two kinds of thread make progress, never spinning at the same time:
+//! - the dispatcher thread (started with the pool, stopped at shutdown),
+//!   which serves completions while the host does other things;
+//! - a host thread blocked in `wait` or `drain`, which polls the mailboxes
+//!   itself for a short window, so a hot round trip costs no wake-up at all.
+//!   While one does, serving sides stop ringing and the dispatcher sleeps.
+//!
+//! Polling reads in-flight mailboxes without the engine lock; a completion
+//! is claimed by swapping the worker's token to 0, and a batch of them is
+//! handed to the engine under its lock.
 
 use crate::engine::Engine;
 use crate::mailbox::{state, Doorbell};
-use crate::status::Error;
-use crate::status::Status;
+use crate::status::{Error, Status};
 use crate::worker::Worker;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How the dispatcher waits for completions.
+/// How the dispatcher and waiting host threads wait for completions.
 #[derive(Clone, Copy, Debug)]
 pub struct WaitPolicy {
-    /// Spin this long after the last event before sleeping.
+    /// Dispatcher: spin this long after the last event before sleeping.
     pub spin: Duration,
-    /// Sleep at most this long while a non-ringing worker has work in flight.
+    /// Dispatcher: sleep at most this long while a worker that never rings
+    /// (a caller-owned child) has work in flight.
     pub poll: Duration,
-    /// Sleep at most this long otherwise (a liveness tick).
+    /// Dispatcher: sleep at most this long otherwise (a liveness tick).
     pub idle: Duration,
+    /// Host thread in wait/drain: poll this long before sleeping.
+    pub caller_spin: Duration,
 }
 
 impl Default for WaitPolicy {
@@ -34,6 +40,7 @@ impl Default for WaitPolicy {
             spin: Duration::from_micros(50),
             poll: Duration::from_micros(50),
             idle: Duration::from_millis(100),
+            caller_spin: Duration::from_micros(5),
         }
     }
 }
@@ -47,101 +54,242 @@ enum Claim {
     Broken(u32),
 }
 
-/// Everything the dispatcher needs, borrowed from the runtime.
-pub struct Context<'a> {
-    /// The engine and the condition its waiters sleep on.
-    pub engine: &'a Mutex<Engine>,
-    /// Signalled when tasks finish.
-    pub finished: &'a Condvar,
+/// Completions claimed per engine lock.
+const BATCH: usize = 32;
+
+/// Everything that makes progress: the engine, the workers, the doorbell.
+pub struct Progress {
+    /// The engine (all DAG state), under one lock.
+    pub engine: Mutex<Engine>,
+    /// Signalled when tasks finish or memory is released, if anyone waits.
+    pub finished: Condvar,
     /// The started pool's workers.
-    pub workers: &'a [Worker],
-    /// Rung by library-run workers and by launches.
+    pub workers: once_cell::sync::OnceCell<Arc<[Worker]>>,
+    /// Rung by serving sides when the dispatcher sleeps.
     pub bell: Doorbell,
     /// Set at shutdown, once nothing is unfinished.
-    pub stop: &'a AtomicBool,
+    pub stop: AtomicBool,
+    /// Bumped after every batch of completions handed to the engine.
+    epoch: AtomicU64,
+    policy: WaitPolicy,
 }
 
-/// Scans in-flight mailboxes once; hands completions to the engine.
-/// Returns how many it handled. `claims` is scratch space, reused.
-fn poll(cx: &Context<'_>, claims: &mut Vec<(usize, u64, Claim)>) -> usize {
-    claims.clear();
-    for w in cx.workers {
-        let tok = w.in_flight.load(Ordering::Acquire);
-        if tok == 0 {
-            continue;
+fn lock(m: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    // A panic under the lock was caught at the boundary; the engine is
+    // consistent between its steps, so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Progress {
+    /// Progress over `engine`, with `bell` in memory children share.
+    pub fn new(engine: Engine, bell: Doorbell, policy: WaitPolicy) -> Progress {
+        Progress {
+            engine: Mutex::new(engine),
+            finished: Condvar::new(),
+            workers: once_cell::sync::OnceCell::new(),
+            bell,
+            stop: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            policy,
         }
-        let claim = match w.mailbox.state() {
-            // IDLE while in flight is a child's store caught half-way: a
-            // reference child written in Python (struct.pack_into) zeroes
-            // the word before writing TASK_DONE. Look again later.
-            state::TASK_READY | state::IDLE => continue,
-            state::TASK_DONE => Claim::Done(w.mailbox.error()),
-            other => Claim::Broken(other),
-        };
-        if w.in_flight
-            .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            continue;
-        }
-        if let Claim::Done(_) = claim {
-            w.mailbox.set_state(state::IDLE);
-        }
-        claims.push((w.index, tok, claim));
     }
-    if claims.is_empty() {
-        return 0;
+
+    /// Locks the engine.
+    pub fn lock(&self) -> MutexGuard<'_, Engine> {
+        lock(&self.engine)
     }
-    let mut engine = cx.engine.lock().unwrap_or_else(|p| p.into_inner());
-    for &(w, tok, claim) in claims.iter() {
-        match claim {
-            Claim::Done(error) => engine.complete(w, tok, error),
-            Claim::Broken(s) => {
-                let e = Error::new(
-                    Status::Protocol,
-                    format!(
-                        "{} left its mailbox in state {s} while running a task; \
-                         the worker leaves the pool",
-                        cx.workers[w]
-                    ),
-                );
-                engine.retire(w, tok, e);
+
+    /// Wakes threads blocked on the engine's condition, if any.
+    pub fn notify(&self, engine: &Engine) {
+        if engine.waiters > 0 {
+            self.finished.notify_all();
+        }
+    }
+
+    fn workers(&self) -> &[Worker] {
+        self.workers.get().map_or(&[], |w| &w[..])
+    }
+
+    /// Scans in-flight mailboxes once and hands completions to the engine.
+    /// Returns how many it handled. Any thread may call it.
+    pub fn poll(&self) -> usize {
+        let mut batch = [(0usize, 0u64, Claim::Done(0)); BATCH];
+        let mut n = 0;
+        let mut handled = 0;
+        for w in self.workers() {
+            let tok = w.in_flight.load(Ordering::Acquire);
+            if tok == 0 {
+                continue;
+            }
+            let claim = match w.mailbox.state() {
+                // IDLE while in flight is a child's store caught half-way: a
+                // reference child written in Python (struct.pack_into) zeroes
+                // the word before writing TASK_DONE. Look again later.
+                state::TASK_READY | state::IDLE => continue,
+                state::TASK_DONE => Claim::Done(w.mailbox.error()),
+                other => Claim::Broken(other),
+            };
+            if w.in_flight
+                .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            if let Claim::Done(_) = claim {
+                w.mailbox.set_state(state::IDLE);
+            }
+            batch[n] = (w.index, tok, claim);
+            n += 1;
+            if n == BATCH {
+                handled += self.hand_over(&batch[..n]);
+                n = 0;
             }
         }
+        if n > 0 {
+            handled += self.hand_over(&batch[..n]);
+        }
+        handled
     }
-    if engine.waiters > 0 {
-        cx.finished.notify_all();
-    }
-    claims.len()
-}
 
-/// The dispatcher thread's body: runs until `stop` is set and nothing is in flight.
-pub fn run(cx: Context<'_>, policy: WaitPolicy) {
-    let mut claims = Vec::with_capacity(cx.workers.len());
-    let mut last_event = Instant::now();
-    loop {
-        if poll(&cx, &mut claims) > 0 {
+    fn hand_over(&self, claims: &[(usize, u64, Claim)]) -> usize {
+        let mut engine = self.lock();
+        for &(w, tok, claim) in claims {
+            match claim {
+                Claim::Done(error) => engine.complete(w, tok, error),
+                Claim::Broken(s) => {
+                    let e = Error::new(
+                        Status::Protocol,
+                        format!(
+                            "{} left its mailbox in state {s} while running a task; \
+                             the worker leaves the pool",
+                            self.workers()[w]
+                        ),
+                    );
+                    engine.retire(w, tok, e);
+                }
+            }
+        }
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.notify(&engine);
+        claims.len()
+    }
+
+    fn busy(&self) -> bool {
+        self.workers()
+            .iter()
+            .any(|w| w.in_flight.load(Ordering::Acquire) != 0)
+    }
+
+    fn deaf_busy(&self) -> bool {
+        self.workers()
+            .iter()
+            .any(|w| !w.rings() && w.in_flight.load(Ordering::Acquire) != 0)
+    }
+
+    /// The dispatcher thread's body: runs until `stop` is set and nothing is
+    /// in flight.
+    pub fn run_dispatcher(&self) {
+        let mut last_event = Instant::now();
+        loop {
+            let polling_caller = self.bell.callers() > 0;
+            if !polling_caller && self.poll() > 0 {
+                last_event = Instant::now();
+                continue;
+            }
+            let busy = self.busy();
+            if !busy && self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if busy && !polling_caller && last_event.elapsed() < self.policy.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            let seq = self.bell.prepare_sleep(false);
+            let polling_caller = self.bell.callers() > 0;
+            if self.stop.load(Ordering::Acquire) || (!polling_caller && self.poll() > 0) {
+                self.bell.cancel_sleep(false);
+                last_event = Instant::now();
+                continue;
+            }
+            // A polling caller rings when it leaves if work that never rings
+            // remains; otherwise serving sides ring. The timeout is a safety tick.
+            let nap = if !polling_caller && self.deaf_busy() {
+                self.policy.poll
+            } else {
+                self.policy.idle
+            };
+            self.bell.sleep(false, seq, Some(nap));
             last_event = Instant::now();
-            continue;
         }
-        let in_flight = |w: &&Worker| w.in_flight.load(Ordering::Acquire) != 0;
-        let busy = cx.workers.iter().any(|w| in_flight(&w));
-        if !busy && cx.stop.load(Ordering::Acquire) {
-            return;
+    }
+
+    /// Blocks until `done` gives a value. While it waits, this thread makes
+    /// progress itself and the dispatcher steps aside: it polls the
+    /// mailboxes for a short window (a hot worker answers within it), then
+    /// sleeps on the doorbell, which serving sides ring when they finish.
+    pub fn wait_for<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+        if let Some(v) = done(&mut self.lock()) {
+            return v;
         }
-        if busy && last_event.elapsed() < policy.spin {
-            std::hint::spin_loop();
-            continue;
+        if self.workers.get().is_none() {
+            return self.wait_on_condition(done);
         }
-        let seq = cx.bell.prepare_sleep();
-        if poll(&cx, &mut claims) > 0 || cx.stop.load(Ordering::Acquire) {
-            cx.bell.cancel_sleep();
-            last_event = Instant::now();
-            continue;
+        let mut seen = self.epoch.load(Ordering::Acquire);
+        let mut check = |this: &Self| {
+            this.poll();
+            let now = this.epoch.load(Ordering::Acquire);
+            if now == seen {
+                return None;
+            }
+            seen = now;
+            done(&mut this.lock())
+        };
+        self.bell.caller_enter();
+        let start = Instant::now();
+        let found = loop {
+            if let Some(v) = check(self) {
+                break v;
+            }
+            if start.elapsed() >= self.policy.caller_spin {
+                let seq = self.bell.prepare_sleep(true);
+                if let Some(v) = check(self) {
+                    self.bell.cancel_sleep(true);
+                    break v;
+                }
+                let nap = if self.deaf_busy() {
+                    self.policy.poll
+                } else {
+                    self.policy.idle
+                };
+                self.bell.sleep(true, seq, Some(nap));
+            } else {
+                std::hint::spin_loop();
+            }
+        };
+        if self.bell.caller_leave() {
+            // Completions stored while we polled did not ring the dispatcher:
+            // take them now, and hand work that never rings back to it.
+            self.poll();
+            if self.deaf_busy() {
+                self.bell.wake();
+            }
         }
-        let deaf = cx.workers.iter().filter(in_flight).any(|w| !w.rings());
-        cx.bell
-            .sleep(seq, Some(if deaf { policy.poll } else { policy.idle }));
-        last_event = Instant::now();
+        found
+    }
+
+    /// Blocks on the engine's condition until `done` gives a value.
+    fn wait_on_condition<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+        let mut engine = self.lock();
+        loop {
+            if let Some(v) = done(&mut engine) {
+                return v;
+            }
+            engine.waiters += 1;
+            engine = self
+                .finished
+                .wait(engine)
+                .unwrap_or_else(|p| p.into_inner());
+            engine.waiters -= 1;
+        }
     }
 }

@@ -205,10 +205,11 @@ impl Mailbox {
         self.state_word().store(state::TASK_DONE, Ordering::Release);
     }
 
-    /// Serving side: waits until the state is neither IDLE nor TASK_DONE,
-    /// spinning for `spin` first, then sleeping on the state word for at
-    /// most `nap` at a time. Returns the state seen, or None when
-    /// `keep_going` says stop after a nap.
+    /// Serving side: waits until the state is neither IDLE nor TASK_DONE.
+    /// Spins for `spin` (yielding the processor between looks after the
+    /// first microseconds, so a sibling with work gets the core), then sleeps
+    /// on the state word for at most `nap` at a time. Returns the state
+    /// seen, or None when `keep_going` says stop after a nap.
     pub fn wait_for_work(
         &self,
         spin: Duration,
@@ -217,6 +218,7 @@ impl Mailbox {
     ) -> Option<u32> {
         let idle = |s: u32| s == state::IDLE || s == state::TASK_DONE;
         let start = std::time::Instant::now();
+        let mut round = 0u32;
         loop {
             for _ in 0..64 {
                 let s = self.state();
@@ -225,8 +227,13 @@ impl Mailbox {
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed() >= spin {
+            let waited = start.elapsed();
+            if waited >= spin {
                 break;
+            }
+            round += 1;
+            if round > PURE_SPIN_ROUNDS {
+                std::thread::yield_now();
             }
         }
         let waiter = self.u32_at(OFF_WAITER);
@@ -251,6 +258,9 @@ impl Mailbox {
     }
 }
 
+/// Rounds of 64 looks a serving side spins before it starts yielding.
+const PURE_SPIN_ROUNDS: u32 = 16;
+
 /// Mailbox memory owned by the library: a shared mapping for a forked child
 /// (so both processes see it), or a private aligned page for a pool thread.
 #[derive(Debug)]
@@ -274,66 +284,121 @@ impl OwnedMailbox {
     }
 }
 
-/// A word in shared memory that serving sides ring after TASK_DONE, so a
-/// sleeping poller wakes at once instead of at its next timed poll.
+/// Words in shared memory through which serving sides wake whoever waits
+/// for completions (the dispatcher thread, or host threads blocked in wait
+/// or drain), instead of leaving them to a timed poll.
 ///
-/// Layout: `seq` (the futex), then `sleeping` (1 while the poller sleeps).
+/// Layout (u32 each): `seq` (the futex sleepers wait on), `dispatcher`
+/// (1 while the dispatcher thread sleeps on it), `callers` (host threads
+/// waiting for completions; while any do, they poll and the dispatcher
+/// stays out of the way), `callers_asleep` (those of them asleep on `seq`).
 #[derive(Clone, Copy, Debug)]
 pub struct Doorbell {
     base: NonNull<AtomicU32>,
 }
 
-// SAFETY: the two words are only accessed atomically.
+// SAFETY: the words are only accessed atomically.
 unsafe impl Send for Doorbell {}
 // SAFETY: as above.
 unsafe impl Sync for Doorbell {}
 
+/// Bytes of shared memory a doorbell needs.
+pub const DOORBELL_BYTES: usize = 16;
+
 impl Doorbell {
-    /// Wraps two u32 words of shared memory.
+    /// Wraps `DOORBELL_BYTES` of zeroed shared memory.
     ///
     /// # Safety
-    /// `base` must point to two 4-aligned u32 words that outlive every copy.
+    /// `base` must be 4-aligned and point to `DOORBELL_BYTES` that outlive every copy.
     pub unsafe fn from_raw(base: NonNull<u8>) -> Doorbell {
         Doorbell { base: base.cast() }
     }
 
+    fn word(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: per `from_raw`, i < 4.
+        unsafe { &*self.base.as_ptr().add(i) }
+    }
+
     fn seq(&self) -> &AtomicU32 {
-        // SAFETY: per `from_raw`.
-        unsafe { self.base.as_ref() }
+        self.word(0)
     }
 
-    fn sleeping(&self) -> &AtomicU32 {
-        // SAFETY: per `from_raw`, the second word.
-        unsafe { &*self.base.as_ptr().add(1) }
+    fn dispatcher(&self) -> &AtomicU32 {
+        self.word(1)
     }
 
-    /// Rings: wakes the poller if it sleeps. Cheap when it does not.
+    fn callers_word(&self) -> &AtomicU32 {
+        self.word(2)
+    }
+
+    fn callers_asleep(&self) -> &AtomicU32 {
+        self.word(3)
+    }
+
+    /// Serving side, after TASK_DONE: wakes a sleeping waiter: a host thread,
+    /// or the dispatcher when no host thread waits. Costs a fence and three
+    /// loads when nobody sleeps.
     pub fn ring(&self) {
         fence(Ordering::SeqCst);
-        if self.sleeping().load(Ordering::Relaxed) != 0 {
-            self.seq().fetch_add(1, Ordering::SeqCst);
-            sys::futex_wake(self.seq(), 1);
+        let callers_asleep = self.callers_asleep().load(Ordering::Relaxed) != 0;
+        let dispatcher_asleep = self.dispatcher().load(Ordering::Relaxed) != 0
+            && self.callers_word().load(Ordering::Relaxed) == 0;
+        if callers_asleep || dispatcher_asleep {
+            self.wake();
         }
     }
 
-    /// Poller side: announces sleep and returns the sequence to sleep on.
-    /// The caller must re-check its condition after this and before `sleep`.
-    pub fn prepare_sleep(&self) -> u32 {
+    /// Wakes every sleeper unconditionally.
+    pub fn wake(&self) {
+        self.seq().fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(self.seq(), i32::MAX);
+    }
+
+    /// Announces that the dispatcher (`caller == false`) or a host thread is
+    /// about to sleep; returns the sequence to sleep on. The sleeper must
+    /// re-check its condition after this and before `sleep`.
+    pub fn prepare_sleep(&self, caller: bool) -> u32 {
         let seq = self.seq().load(Ordering::SeqCst);
-        self.sleeping().store(1, Ordering::SeqCst);
+        self.sleeper(caller).fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         seq
     }
 
-    /// Poller side: sleeps until rung (sequence moved) or `timeout`.
-    pub fn sleep(&self, seq: u32, timeout: Option<Duration>) {
-        sys::futex_wait(self.seq(), seq, timeout);
-        self.sleeping().store(0, Ordering::Relaxed);
+    fn sleeper(&self, caller: bool) -> &AtomicU32 {
+        if caller {
+            self.callers_asleep()
+        } else {
+            self.dispatcher()
+        }
     }
 
-    /// Poller side: gives up a prepared sleep.
-    pub fn cancel_sleep(&self) {
-        self.sleeping().store(0, Ordering::Relaxed);
+    /// Sleeps until rung (sequence moved) or `timeout`.
+    pub fn sleep(&self, caller: bool, seq: u32, timeout: Option<Duration>) {
+        sys::futex_wait(self.seq(), seq, timeout);
+        self.cancel_sleep(caller);
+    }
+
+    /// Gives up a prepared sleep.
+    pub fn cancel_sleep(&self, caller: bool) {
+        self.sleeper(caller).fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Host threads waiting for completions.
+    pub fn callers(&self) -> u32 {
+        self.callers_word().load(Ordering::SeqCst)
+    }
+
+    /// A host thread starts waiting: the dispatcher steps aside.
+    pub fn caller_enter(&self) {
+        self.callers_word().fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A host thread stops waiting; true if it was the last. The caller must
+    /// then poll once more: a completion stored before this may not have rung.
+    pub fn caller_leave(&self) -> bool {
+        let last = self.callers_word().fetch_sub(1, Ordering::SeqCst) == 1;
+        fence(Ordering::SeqCst);
+        last
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::abi::{DistTaskId, DistTensor};
 use crate::child::{self, Handler, ServeOptions};
-use crate::dispatcher::{self, Context, WaitPolicy};
+use crate::dispatcher::{Progress, WaitPolicy};
 use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
 use crate::mailbox::{state, Doorbell, Mailbox, OwnedMailbox};
 use crate::status::{fail, Error, Result, Status};
@@ -16,7 +16,7 @@ use crate::sys::{self, SharedMap};
 use crate::worker::{Mode, Worker, WorkerType};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,18 +63,9 @@ enum Life {
     Closed,
 }
 
-/// State shared with the dispatcher and pool threads.
-struct Shared {
-    engine: Mutex<Engine>,
-    finished: Condvar,
-    workers: once_cell::sync::OnceCell<Arc<[Worker]>>,
-    bell: Doorbell,
-    stop: AtomicBool,
-}
-
 /// One level of the hierarchy: pools of workers and the engine that feeds them.
 pub struct Runtime {
-    shared: Arc<Shared>,
+    shared: Arc<Progress>,
     life: Mutex<Life>,
     started: AtomicBool,
     closing: AtomicBool,
@@ -111,13 +102,11 @@ impl Runtime {
         // its children before dropping it; children keep their own mapping).
         let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
         Ok(Runtime {
-            shared: Arc::new(Shared {
-                engine: Mutex::new(Engine::new(heap.as_ptr() as u64, heap.len() as u64)),
-                finished: Condvar::new(),
-                workers: once_cell::sync::OnceCell::new(),
+            shared: Arc::new(Progress::new(
+                Engine::new(heap.as_ptr() as u64, heap.len() as u64),
                 bell,
-                stop: AtomicBool::new(false),
-            }),
+                WaitPolicy::default(),
+            )),
             life: Mutex::new(Life::Setup(Vec::new())),
             started: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -258,7 +247,9 @@ impl Runtime {
             })
             .collect();
         let _ = self.shared.workers.set(workers.clone());
-        lock(&self.shared.engine).install(workers.clone(), self.shared.bell);
+        self.shared
+            .lock()
+            .install(workers.clone(), self.shared.bell);
         let mut threads = Vec::new();
         let result = self.start_threads(&workers, handlers, &mut threads);
         *life = Life::Running(threads);
@@ -295,19 +286,7 @@ impl Runtime {
         let shared = self.shared.clone();
         threads.push(spawn(
             "dist-dispatch".into(),
-            Box::new(move || {
-                let workers = shared.workers.get().expect("installed").clone();
-                dispatcher::run(
-                    Context {
-                        engine: &shared.engine,
-                        finished: &shared.finished,
-                        workers: &workers,
-                        bell: shared.bell,
-                        stop: &shared.stop,
-                    },
-                    WaitPolicy::default(),
-                );
-            }),
+            Box::new(move || shared.run_dispatcher()),
         )?);
         Ok(())
     }
@@ -338,7 +317,7 @@ impl Runtime {
         &self,
         mut attempt: impl FnMut(&mut Engine) -> Result<Option<T>>,
     ) -> Result<T> {
-        let mut engine = lock(&self.shared.engine);
+        let mut engine = self.shared.lock();
         let mut deadline = None;
         loop {
             if let Some(v) = attempt(&mut engine)? {
@@ -371,12 +350,12 @@ impl Runtime {
 
     /// Opens a nested scope.
     pub fn scope_begin(&self) -> Result<()> {
-        lock(&self.shared.engine).scope_begin()
+        self.shared.lock().scope_begin()
     }
 
     /// Closes the innermost scope; memory nothing depends on any more is reclaimed.
     pub fn scope_end(&self) -> Result<()> {
-        let mut engine = lock(&self.shared.engine);
+        let mut engine = self.shared.lock();
         engine.scope_end()?;
         self.notify(&engine);
         Ok(())
@@ -385,35 +364,21 @@ impl Runtime {
     /// The tensor a task member was dispatched with (the allocated address
     /// of an OUTPUT submitted with `data == 0`).
     pub fn task_tensor(&self, id: DistTaskId, member: u32, index: u32) -> Result<DistTensor> {
-        lock(&self.shared.engine).task_tensor(id, member, index)
+        self.shared.lock().task_tensor(id, member, index)
     }
 
     /// Counts for checking that nothing is left behind.
     pub fn stats(&self) -> Stats {
-        lock(&self.shared.engine).stats()
+        self.shared.lock().stats()
     }
 
     fn notify(&self, engine: &Engine) {
-        if engine.waiters > 0 {
-            self.shared.finished.notify_all();
-        }
+        self.shared.notify(engine);
     }
 
     /// Blocks until `engine` satisfies `done`.
-    fn wait_until<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
-        let mut engine = lock(&self.shared.engine);
-        loop {
-            if let Some(v) = done(&mut engine) {
-                return v;
-            }
-            engine.waiters += 1;
-            engine = self
-                .shared
-                .finished
-                .wait(engine)
-                .unwrap_or_else(|p| p.into_inner());
-            engine.waiters -= 1;
-        }
+    fn wait_until<T>(&self, done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+        self.shared.wait_for(done)
     }
 
     /// Waits for one task; returns its outcome.
@@ -429,7 +394,7 @@ impl Runtime {
     /// last drain and releases every finished task's id.
     pub fn drain(&self) -> Result<()> {
         let r = self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()));
-        self.notify(&lock(&self.shared.engine));
+        self.notify(&self.shared.lock());
         r
     }
 
@@ -459,7 +424,7 @@ impl Runtime {
                     w.mailbox.publish(state::SHUTDOWN);
                 }
                 self.shared.stop.store(true, Ordering::Release);
-                self.shared.bell.ring();
+                self.shared.bell.wake();
                 for t in threads {
                     let _ = t.join();
                 }

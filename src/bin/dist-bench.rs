@@ -22,6 +22,9 @@ const READY: u32 = 1;
 const DONE: u32 = 2;
 const STOP: u32 = 3;
 
+/// Idle time before a round trip to a sleeping child (its spin window is 50 µs).
+const SLEEP_GAP: Duration = Duration::from_millis(3);
+
 struct Cfg {
     rtt_iters: usize,
     tasks: usize,
@@ -63,7 +66,17 @@ fn reap(pid: i32) {
 
 fn futex(w: &AtomicU32, op: i32, v: u32) {
     // SAFETY: plain futex on a shared word.
-    unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), op, v, ptr::null::<libc::timespec>(), 0, 0) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            w.as_ptr(),
+            op,
+            v,
+            ptr::null::<libc::timespec>(),
+            0,
+            0,
+        )
+    };
 }
 
 #[derive(Clone, Copy, Default)]
@@ -194,8 +207,8 @@ fn close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
-/// A pipe round trip.
-fn pipe_rtt(n: usize) -> Lat {
+/// A pipe round trip; with `gap`, each one after the child slept that long.
+fn pipe_rtt(n: usize, gap: Option<Duration>) -> Lat {
     let (a, b) = (pipe(), pipe());
     let pid = fork(move || {
         let mut c = [0u8];
@@ -206,6 +219,9 @@ fn pipe_rtt(n: usize) -> Lat {
     let mut s = Vec::with_capacity(n);
     let mut c = [1u8];
     for _ in 0..n {
+        if let Some(g) = gap {
+            std::thread::sleep(g);
+        }
         let t = Instant::now();
         write_all(a[1], &[1]);
         read_exact(b[0], &mut c);
@@ -288,7 +304,12 @@ fn reference_pool(children: usize, tasks: usize) -> f64 {
     rate
 }
 
-unsafe extern "C" fn noop(_: *mut c_void, _: u64, _: *const DistTaskView, _: *const DistCallConfig) -> i32 {
+unsafe extern "C" fn noop(
+    _: *mut c_void,
+    _: u64,
+    _: *const DistTaskView,
+    _: *const DistCallConfig,
+) -> i32 {
     0
 }
 
@@ -314,7 +335,10 @@ impl Pool {
             let mut pids = Vec::new();
             for _ in 0..children {
                 let mut pid = 0;
-                check(dist_worker_spawn(w, DIST_WORKER_SUB, Some(noop), ptr::null_mut(), &mut pid), "spawn");
+                check(
+                    dist_worker_spawn(w, DIST_WORKER_SUB, Some(noop), ptr::null_mut(), &mut pid),
+                    "spawn",
+                );
                 pids.push(pid);
             }
             check(dist_worker_start(w), "start");
@@ -326,9 +350,28 @@ impl Pool {
         DistTask {
             worker_type: DIST_WORKER_SUB,
             callable: 1,
-            config: DistCallConfig { block_dim: 24, aicpu_thread_num: 3, enable_profiling: false, enable_dump_tensor: false },
+            config: DistCallConfig {
+                block_dim: 24,
+                aicpu_thread_num: 3,
+                enable_profiling: false,
+                enable_dump_tensor: false,
+            },
             args: ptr::null(),
             group_size: 1,
+        }
+    }
+
+    #[allow(dead_code)]
+    fn round_trip_split(&self) -> (u64, u64) {
+        let task = self.task();
+        let mut id = 0;
+        let t = Instant::now();
+        // SAFETY: live worker, valid task and out-pointer.
+        unsafe {
+            check(dist_worker_dispatch(self.w, &task, &mut id), "dispatch");
+            let d = t.elapsed().as_nanos() as u64;
+            check(dist_worker_wait(self.w, id), "wait");
+            (d, t.elapsed().as_nanos() as u64)
         }
     }
 
@@ -354,7 +397,10 @@ impl Pool {
         let t = Instant::now();
         for _ in 0..tasks {
             // SAFETY: live worker, valid task.
-            check(unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) }, "dispatch");
+            check(
+                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
+                "dispatch",
+            );
         }
         self.drain();
         tasks as f64 / t.elapsed().as_secs_f64()
@@ -390,7 +436,7 @@ fn sleeping_rtt(n: usize) -> Lat {
     let mut s = Vec::with_capacity(n);
     for _ in 0..n {
         // Long enough for the child (and the dispatcher) to go to sleep.
-        std::thread::sleep(Duration::from_millis(3));
+        std::thread::sleep(SLEEP_GAP);
         s.push(p.round_trip());
     }
     p.drain();
@@ -398,12 +444,17 @@ fn sleeping_rtt(n: usize) -> Lat {
 }
 
 fn cpu_ticks(pid: i32) -> u64 {
-    let path = if pid == 0 { "/proc/self/stat".to_string() } else { format!("/proc/{pid}/stat") };
+    let path = if pid == 0 {
+        "/proc/self/stat".to_string()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15; after ")" they are at 11 and 12.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// CPU used by the parent (all threads) and 16 children over 2 s of idleness
@@ -423,13 +474,33 @@ fn idle_cost() -> f64 {
 }
 
 fn main() {
+    if std::env::var("SPLIT").is_ok() {
+        let p = Pool::new(1);
+        p.round_trip();
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(3));
+            println!("{:?}", p.round_trip_split());
+        }
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
-    let cfg = if quick { Cfg { rtt_iters: 5_000, tasks: 20_000 } } else { Cfg { rtt_iters: 50_000, tasks: 200_000 } };
+    let cfg = if quick {
+        Cfg {
+            rtt_iters: 5_000,
+            tasks: 20_000,
+        }
+    } else {
+        Cfg {
+            rtt_iters: 50_000,
+            tasks: 200_000,
+        }
+    };
 
     let spin = spin_floor(cfg.rtt_iters);
-    let pipe = pipe_rtt(cfg.rtt_iters);
+    let pipe = pipe_rtt(cfg.rtt_iters, None);
+    let pipe_cold = pipe_rtt(if quick { 100 } else { 500 }, Some(SLEEP_GAP));
     let fut = futex_rtt(cfg.rtt_iters);
     let reference = reference_rtt(cfg.rtt_iters / 20);
     let hot = hot_rtt(cfg.rtt_iters);
@@ -446,28 +517,72 @@ fn main() {
     let t = |n: usize| tput.iter().find(|x| x.0 == n).unwrap().1;
 
     if json {
-        let tp: Vec<String> = tput.iter().map(|(n, r)| format!("\"{n}\": {r:.0}")).collect();
+        let tp: Vec<String> = tput
+            .iter()
+            .map(|(n, r)| format!("\"{n}\": {r:.0}"))
+            .collect();
         println!(
-            "{{\"floor_spin_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \"floor_pipe_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \
+            "{{\"floor_spin_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \"floor_pipe_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \"floor_pipe_after_idle_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \
              \"futex_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \"reference_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \
              \"hot_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \"sleeping_us\": {{\"p50\": {:.3}, \"p99\": {:.3}}}, \
              \"throughput_tasks_per_s\": {{{}}}, \"reference_pool_4_tasks_per_s\": {ref_pool:.0}, \
              \"pipe_pool_4_tasks_per_s\": {pipe4:.0}, \"idle_cpu_percent_16_children\": {idle:.3}}}",
-            spin.p50, spin.p99, pipe.p50, pipe.p99, fut.p50, fut.p99, reference.p50, reference.p99,
+            spin.p50, spin.p99, pipe.p50, pipe.p99, pipe_cold.p50, pipe_cold.p99, fut.p50, fut.p99, reference.p50, reference.p99,
             hot.p50, hot.p99, sleeping.p50, sleeping.p99, tp.join(", ")
         );
         return;
     }
-    println!("{:<48} {:>10} {:>10}   {}", "round trip (one task, dispatch + wait)", "p50 us", "p99 us", "ratio");
-    let row = |name: &str, l: Lat, ratio: String| println!("{name:<48} {:>10.3} {:>10.3}   {ratio}", l.p50, l.p99);
-    row("floor: two processes spinning on one word", spin, "1.0x spin floor".into());
-    row("floor: pipe round trip", pipe, format!("{:.1}x spin floor", pipe.p50 / spin.p50));
-    row("futex wait/wake round trip", fut, format!("{:.2}x pipe", fut.p50 / pipe.p50));
-    row("reference protocol (parent polls every 50 us)", reference, format!("{:.0}x spin floor", reference.p50 / spin.p50));
-    row("dist-worker, hot child (C API)", hot, format!("{:.1}x spin floor", hot.p50 / spin.p50));
-    row("dist-worker, child woken from sleep (C API)", sleeping, format!("{:.2}x pipe", sleeping.p50 / pipe.p50));
+    println!(
+        "{:<48} {:>10} {:>10}   {}",
+        "round trip (one task, dispatch + wait)", "p50 us", "p99 us", "ratio"
+    );
+    let row = |name: &str, l: Lat, ratio: String| {
+        println!("{name:<48} {:>10.3} {:>10.3}   {ratio}", l.p50, l.p99)
+    };
+    row(
+        "floor: two processes spinning on one word",
+        spin,
+        "1.0x spin floor".into(),
+    );
+    row(
+        "floor: pipe round trip",
+        pipe,
+        format!("{:.1}x spin floor", pipe.p50 / spin.p50),
+    );
+    row(
+        "floor: pipe round trip, child idle 3 ms before",
+        pipe_cold,
+        format!("{:.2}x pipe", pipe_cold.p50 / pipe.p50),
+    );
+    row(
+        "futex wait/wake round trip",
+        fut,
+        format!("{:.2}x pipe", fut.p50 / pipe.p50),
+    );
+    row(
+        "reference protocol (parent polls every 50 us)",
+        reference,
+        format!("{:.0}x spin floor", reference.p50 / spin.p50),
+    );
+    row(
+        "dist-worker, hot child (C API)",
+        hot,
+        format!("{:.1}x spin floor", hot.p50 / spin.p50),
+    );
+    row(
+        "dist-worker, child woken from sleep (C API)",
+        sleeping,
+        format!(
+            "{:.2}x pipe, {:.2}x pipe after idle",
+            sleeping.p50 / pipe.p50,
+            sleeping.p50 / pipe_cold.p50
+        ),
+    );
     println!();
-    println!("{:<48} {:>12}   {}", "throughput (no-op tasks, dispatch all + drain)", "tasks/s", "ratio");
+    println!(
+        "{:<48} {:>12}   {}",
+        "throughput (no-op tasks, dispatch all + drain)", "tasks/s", "ratio"
+    );
     for &(n, r) in &tput {
         println!(
             "{:<48} {:>12.0}   {:.1}x reference, {:.1}x pipe pool, {:.2}x of 4 children",
@@ -478,8 +593,14 @@ fn main() {
             r / t(4)
         );
     }
-    println!("{:<48} {:>12.0}", "reference protocol, 4 children", ref_pool);
-    println!("{:<48} {:>12.0}", "pipe-based process pool, 4 children", pipe4);
+    println!(
+        "{:<48} {:>12.0}",
+        "reference protocol, 4 children", ref_pool
+    );
+    println!(
+        "{:<48} {:>12.0}",
+        "pipe-based process pool, 4 children", pipe4
+    );
     println!();
     println!("idle cost, parent + 16 children over 2 s: {idle:.3}% of one core");
 }

@@ -457,7 +457,9 @@ impl Engine {
         let Some(workers) = self.workers.clone() else {
             return;
         };
-        let mut launched = false;
+        // Whoever waits for completions sleeps until a worker rings; a worker
+        // that never rings (caller-owned) must switch them to timed polls.
+        let mut launched_deaf = false;
         loop {
             let pool = &self.pools[ty.index()];
             let Some(&idx) = pool
@@ -478,14 +480,14 @@ impl Engine {
                 debug_assert_eq!(mb.state(), state::IDLE);
                 mb.write_task(slot.callable, &slot.config, slot.blob(m));
                 mb.publish(state::TASK_READY);
+                launched_deaf |= !worker.rings();
                 self.launches = self.launches.wrapping_add(1);
                 worker
                     .in_flight
                     .store(token(idx, self.launches), Ordering::Release);
             }
-            launched = true;
         }
-        if launched {
+        if launched_deaf {
             if let Some(bell) = &self.bell {
                 bell.ring();
             }
