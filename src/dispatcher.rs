@@ -13,7 +13,7 @@
 //! handed to the engine under its lock.
 
 use crate::engine::Engine;
-use crate::mailbox::{state, Doorbell};
+use crate::mailbox::{state, Doorbell, Sleeper};
 use crate::status::{Error, Status};
 use crate::worker::Worker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -204,10 +204,10 @@ impl Progress {
                 std::hint::spin_loop();
                 continue;
             }
-            let seq = self.bell.prepare_sleep(false);
+            let seq = self.bell.prepare_sleep(Sleeper::Dispatcher);
             let polling_caller = self.bell.callers() > 0;
             if self.stop.load(Ordering::Acquire) || (!polling_caller && self.poll() > 0) {
-                self.bell.cancel_sleep(false);
+                self.bell.cancel_sleep(Sleeper::Dispatcher);
                 last_event = Instant::now();
                 continue;
             }
@@ -218,7 +218,7 @@ impl Progress {
             } else {
                 self.policy.idle
             };
-            self.bell.sleep(false, seq, Some(nap));
+            self.bell.sleep(Sleeper::Dispatcher, seq, Some(nap));
             last_event = Instant::now();
         }
     }
@@ -251,9 +251,9 @@ impl Progress {
                 break v;
             }
             if start.elapsed() >= self.policy.caller_spin {
-                let seq = self.bell.prepare_sleep(true);
+                let seq = self.bell.prepare_sleep(Sleeper::Caller);
                 if let Some(v) = check(self) {
-                    self.bell.cancel_sleep(true);
+                    self.bell.cancel_sleep(Sleeper::Caller);
                     break v;
                 }
                 let nap = if self.deaf_busy() {
@@ -261,7 +261,7 @@ impl Progress {
                 } else {
                     self.policy.idle
                 };
-                self.bell.sleep(true, seq, Some(nap));
+                self.bell.sleep(Sleeper::Caller, seq, Some(nap));
             } else {
                 std::hint::spin_loop();
             }
@@ -271,7 +271,7 @@ impl Progress {
             // take them now, and hand work that never rings back to it.
             self.poll();
             if self.deaf_busy() {
-                self.bell.wake();
+                self.bell.wake(Sleeper::Dispatcher);
             }
         }
         found

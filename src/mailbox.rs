@@ -219,7 +219,7 @@ impl Mailbox {
         let idle = |s: u32| s == state::IDLE || s == state::TASK_DONE;
         let start = std::time::Instant::now();
         let mut round = 0u32;
-        loop {
+        while !spin.is_zero() {
             for _ in 0..64 {
                 let s = self.state();
                 if !idle(s) {
@@ -288,10 +288,11 @@ impl OwnedMailbox {
 /// for completions (the dispatcher thread, or host threads blocked in wait
 /// or drain), instead of leaving them to a timed poll.
 ///
-/// Layout (u32 each): `seq` (the futex sleepers wait on), `dispatcher`
-/// (1 while the dispatcher thread sleeps on it), `callers` (host threads
-/// waiting for completions; while any do, they poll and the dispatcher
-/// stays out of the way), `callers_asleep` (those of them asleep on `seq`).
+/// Layout (u32 each): `callers_seq` and `dispatcher_seq` (the futexes host
+/// threads and the dispatcher sleep on: separate, so a ring meant for a
+/// host thread never wakes the dispatcher too), `dispatcher_asleep`,
+/// `callers` (host threads waiting for completions; while any do, they poll
+/// and the dispatcher stays out of the way), `callers_asleep`.
 #[derive(Clone, Copy, Debug)]
 pub struct Doorbell {
     base: NonNull<AtomicU32>,
@@ -303,7 +304,22 @@ unsafe impl Send for Doorbell {}
 unsafe impl Sync for Doorbell {}
 
 /// Bytes of shared memory a doorbell needs.
-pub const DOORBELL_BYTES: usize = 16;
+pub const DOORBELL_BYTES: usize = 20;
+
+const CALLERS_SEQ: usize = 0;
+const DISPATCHER_SEQ: usize = 1;
+const DISPATCHER_ASLEEP: usize = 2;
+const CALLERS: usize = 3;
+const CALLERS_ASLEEP: usize = 4;
+
+/// Who is sleeping on a doorbell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sleeper {
+    /// The dispatcher thread.
+    Dispatcher,
+    /// A host thread in wait or drain.
+    Caller,
+}
 
 impl Doorbell {
     /// Wraps `DOORBELL_BYTES` of zeroed shared memory.
@@ -315,88 +331,73 @@ impl Doorbell {
     }
 
     fn word(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: per `from_raw`, i < 4.
+        // SAFETY: per `from_raw`, i < 5.
         unsafe { &*self.base.as_ptr().add(i) }
     }
 
-    fn seq(&self) -> &AtomicU32 {
-        self.word(0)
+    fn words(&self, who: Sleeper) -> (&AtomicU32, &AtomicU32) {
+        match who {
+            Sleeper::Dispatcher => (self.word(DISPATCHER_SEQ), self.word(DISPATCHER_ASLEEP)),
+            Sleeper::Caller => (self.word(CALLERS_SEQ), self.word(CALLERS_ASLEEP)),
+        }
     }
 
-    fn dispatcher(&self) -> &AtomicU32 {
-        self.word(1)
-    }
-
-    fn callers_word(&self) -> &AtomicU32 {
-        self.word(2)
-    }
-
-    fn callers_asleep(&self) -> &AtomicU32 {
-        self.word(3)
-    }
-
-    /// Serving side, after TASK_DONE: wakes a sleeping waiter: a host thread,
-    /// or the dispatcher when no host thread waits. Costs a fence and three
-    /// loads when nobody sleeps.
+    /// Serving side, after TASK_DONE: wakes the host threads that sleep
+    /// waiting, or else the dispatcher if it sleeps and no host thread
+    /// waits. Costs a fence and up to three loads when nobody sleeps.
     pub fn ring(&self) {
         fence(Ordering::SeqCst);
-        let callers_asleep = self.callers_asleep().load(Ordering::Relaxed) != 0;
-        let dispatcher_asleep = self.dispatcher().load(Ordering::Relaxed) != 0
-            && self.callers_word().load(Ordering::Relaxed) == 0;
-        if callers_asleep || dispatcher_asleep {
-            self.wake();
+        if self.word(CALLERS_ASLEEP).load(Ordering::Relaxed) != 0 {
+            self.wake(Sleeper::Caller);
+        } else if self.word(DISPATCHER_ASLEEP).load(Ordering::Relaxed) != 0
+            && self.word(CALLERS).load(Ordering::Relaxed) == 0
+        {
+            self.wake(Sleeper::Dispatcher);
         }
     }
 
-    /// Wakes every sleeper unconditionally.
-    pub fn wake(&self) {
-        self.seq().fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake(self.seq(), i32::MAX);
+    /// Wakes every sleeper of that kind unconditionally.
+    pub fn wake(&self, who: Sleeper) {
+        let (seq, _) = self.words(who);
+        seq.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(seq, i32::MAX);
     }
 
-    /// Announces that the dispatcher (`caller == false`) or a host thread is
-    /// about to sleep; returns the sequence to sleep on. The sleeper must
-    /// re-check its condition after this and before `sleep`.
-    pub fn prepare_sleep(&self, caller: bool) -> u32 {
-        let seq = self.seq().load(Ordering::SeqCst);
-        self.sleeper(caller).fetch_add(1, Ordering::SeqCst);
+    /// Announces a sleep; returns the sequence to sleep on. The sleeper
+    /// must re-check its condition after this and before `sleep`.
+    pub fn prepare_sleep(&self, who: Sleeper) -> u32 {
+        let (seq, asleep) = self.words(who);
+        let s = seq.load(Ordering::SeqCst);
+        asleep.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        seq
-    }
-
-    fn sleeper(&self, caller: bool) -> &AtomicU32 {
-        if caller {
-            self.callers_asleep()
-        } else {
-            self.dispatcher()
-        }
+        s
     }
 
     /// Sleeps until rung (sequence moved) or `timeout`.
-    pub fn sleep(&self, caller: bool, seq: u32, timeout: Option<Duration>) {
-        sys::futex_wait(self.seq(), seq, timeout);
-        self.cancel_sleep(caller);
+    pub fn sleep(&self, who: Sleeper, seq: u32, timeout: Option<Duration>) {
+        sys::futex_wait(self.words(who).0, seq, timeout);
+        self.cancel_sleep(who);
     }
 
     /// Gives up a prepared sleep.
-    pub fn cancel_sleep(&self, caller: bool) {
-        self.sleeper(caller).fetch_sub(1, Ordering::SeqCst);
+    pub fn cancel_sleep(&self, who: Sleeper) {
+        self.words(who).1.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Host threads waiting for completions.
     pub fn callers(&self) -> u32 {
-        self.callers_word().load(Ordering::SeqCst)
+        self.word(CALLERS).load(Ordering::SeqCst)
     }
 
     /// A host thread starts waiting: the dispatcher steps aside.
     pub fn caller_enter(&self) {
-        self.callers_word().fetch_add(1, Ordering::SeqCst);
+        self.word(CALLERS).fetch_add(1, Ordering::SeqCst);
     }
 
     /// A host thread stops waiting; true if it was the last. The caller must
     /// then poll once more: a completion stored before this may not have rung.
     pub fn caller_leave(&self) -> bool {
-        let last = self.callers_word().fetch_sub(1, Ordering::SeqCst) == 1;
+        let last = self.word(CALLERS).fetch_sub(1, Ordering::SeqCst) == 1;
         fence(Ordering::SeqCst);
         last
     }

@@ -424,7 +424,7 @@ impl Runtime {
                     w.mailbox.publish(state::SHUTDOWN);
                 }
                 self.shared.stop.store(true, Ordering::Release);
-                self.shared.bell.wake();
+                self.shared.bell.wake(crate::mailbox::Sleeper::Dispatcher);
                 for t in threads {
                     let _ = t.join();
                 }
