@@ -108,6 +108,26 @@ typedef struct DistWorkerOptions {
    * with DIST_ERR_RESOURCE_EXHAUSTED, in ms. Default 5000; 0 = fail at once.
    */
   uint32_t alloc_timeout_ms;
+  /**
+   * How long a library-run worker (spawned child, pool thread) spins for
+   * its next task before sleeping on its mailbox futex, in µs. Default 50.
+   */
+  uint32_t worker_spin_us;
+  /**
+   * How long the dispatcher thread spins for completions while work is in
+   * flight before sleeping on the doorbell, in µs. Default 50.
+   */
+  uint32_t dispatcher_spin_us;
+  /**
+   * How long a thread in dist_worker_wait / dist_worker_drain polls for
+   * completions itself before sleeping on the doorbell, in µs. Default 5.
+   */
+  uint32_t wait_spin_us;
+  /**
+   * Longest sleep between polls while a worker that never rings the
+   * doorbell (a caller-owned child) has work in flight, in µs. Default 50.
+   */
+  uint32_t poll_interval_us;
 } DistWorkerOptions;
 
 /**

@@ -215,6 +215,18 @@ pub struct DistWorkerOptions {
     /// How long a dispatch or alloc waits for heap ring space before failing
     /// with DIST_ERR_RESOURCE_EXHAUSTED, in ms. Default 5000; 0 = fail at once.
     pub alloc_timeout_ms: u32,
+    /// How long a library-run worker (spawned child, pool thread) spins for
+    /// its next task before sleeping on its mailbox futex, in µs. Default 50.
+    pub worker_spin_us: u32,
+    /// How long the dispatcher thread spins for completions while work is in
+    /// flight before sleeping on the doorbell, in µs. Default 50.
+    pub dispatcher_spin_us: u32,
+    /// How long a thread in dist_worker_wait / dist_worker_drain polls for
+    /// completions itself before sleeping on the doorbell, in µs. Default 5.
+    pub wait_spin_us: u32,
+    /// Longest sleep between polls while a worker that never rings the
+    /// doorbell (a caller-owned child) has work in flight, in µs. Default 50.
+    pub poll_interval_us: u32,
 }
 
 /// A callable: returns 0 on success, a non-zero error code on failure.

@@ -228,9 +228,19 @@ impl Progress {
     /// mailboxes for a short window (a hot worker answers within it), then
     /// sleeps on the doorbell, which serving sides ring when they finish.
     pub fn wait_for<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
-        if let Some(v) = done(&mut self.lock()) {
-            return v;
-        }
+        let spin = {
+            let mut engine = self.lock();
+            if let Some(v) = done(&mut engine) {
+                return v;
+            }
+            // A worker just woken from sleep takes a wake-up to start; it
+            // may be placed on this core, so sleep at once and let it run.
+            if engine.last_launch_woke {
+                Duration::ZERO
+            } else {
+                self.policy.caller_spin
+            }
+        };
         if self.workers.get().is_none() {
             return self.wait_on_condition(done);
         }
@@ -250,7 +260,7 @@ impl Progress {
             if let Some(v) = check(self) {
                 break v;
             }
-            if start.elapsed() >= self.policy.caller_spin {
+            if start.elapsed() >= spin {
                 let seq = self.bell.prepare_sleep(Sleeper::Caller);
                 if let Some(v) = check(self) {
                     self.bell.cancel_sleep(Sleeper::Caller);

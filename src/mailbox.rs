@@ -161,15 +161,18 @@ impl Mailbox {
     }
 
     /// Parent side: publishes `s` (TASK_READY or SHUTDOWN) and wakes a
-    /// serving side that sleeps on the state word.
-    pub fn publish(&self, s: u32) {
+    /// serving side that sleeps on the state word. Returns whether it had to
+    /// wake one (so the task will take a wake-up, not a spin, to start).
+    pub fn publish(&self, s: u32) -> bool {
         self.state_word().store(s, Ordering::Release);
         // Pairs with the fence in `wait_for_work`: either the sleeper sees
         // the new state, or we see its waiter flag.
         fence(Ordering::SeqCst);
-        if self.u32_at(OFF_WAITER).load(Ordering::Relaxed) != 0 {
+        let asleep = self.u32_at(OFF_WAITER).load(Ordering::Relaxed) != 0;
+        if asleep {
             sys::futex_wake(self.state_word(), 1);
         }
+        asleep
     }
 
     /// Serving side: the callable of the published task.

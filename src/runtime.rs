@@ -36,6 +36,11 @@ pub struct Options {
     /// How long a submit or alloc waits for heap ring space before failing
     /// with RESOURCE_EXHAUSTED.
     pub alloc_timeout: Duration,
+    /// How library-run workers (spawned children, pool threads) spin for
+    /// the next task before sleeping on their mailbox.
+    pub worker_spin: Duration,
+    /// How the dispatcher and waiting host threads wait for completions.
+    pub wait: WaitPolicy,
 }
 
 impl Default for Options {
@@ -44,6 +49,8 @@ impl Default for Options {
             level: 3,
             heap_ring_size: DEFAULT_HEAP_RING_SIZE,
             alloc_timeout: DEFAULT_ALLOC_TIMEOUT,
+            worker_spin: ServeOptions::default().spin,
+            wait: WaitPolicy::default(),
         }
     }
 }
@@ -105,7 +112,7 @@ impl Runtime {
             shared: Arc::new(Progress::new(
                 Engine::new(heap.as_ptr() as u64, heap.len() as u64),
                 bell,
-                WaitPolicy::default(),
+                options.wait,
             )),
             life: Mutex::new(Life::Setup(Vec::new())),
             started: AtomicBool::new(false),
@@ -200,6 +207,7 @@ impl Runtime {
         let mailbox = owned.handle();
         let opts = ServeOptions {
             doorbell: Some(self.shared.bell),
+            spin: self.options.worker_spin,
             ..ServeOptions::default()
         };
         let mut handler = handler;
@@ -273,6 +281,7 @@ impl Runtime {
             let mailbox = workers[index].mailbox;
             let opts = ServeOptions {
                 doorbell: Some(self.shared.bell),
+                spin: self.options.worker_spin,
                 ..ServeOptions::default()
             };
             let n = self.next_thread.fetch_add(1, Ordering::Relaxed);

@@ -331,7 +331,26 @@ impl Pool {
         let mut w = ptr::null_mut();
         // SAFETY: valid out-pointers throughout; the worker is shut down in Drop.
         unsafe {
-            check(dist_worker_create(ptr::null(), &mut w), "create");
+            let mut o = std::mem::zeroed::<DistWorkerOptions>();
+            dist_worker_options_init(&mut o);
+            // Tunables to explore: DIST_BENCH_OPTS="wait_spin_us=0,worker_spin_us=20".
+            for kv in std::env::var("DIST_BENCH_OPTS")
+                .unwrap_or_default()
+                .split(',')
+            {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                let v: u32 = v.parse().expect("a number");
+                match k {
+                    "worker_spin_us" => o.worker_spin_us = v,
+                    "dispatcher_spin_us" => o.dispatcher_spin_us = v,
+                    "wait_spin_us" => o.wait_spin_us = v,
+                    "poll_interval_us" => o.poll_interval_us = v,
+                    _ => panic!("unknown option {k}"),
+                }
+            }
+            check(dist_worker_create(&o, &mut w), "create");
             let mut pids = Vec::new();
             for _ in 0..children {
                 let mut pid = 0;
@@ -474,6 +493,15 @@ fn idle_cost() -> f64 {
 }
 
 fn main() {
+    if std::env::var("SLEEPSTAT").is_ok() {
+        let l = sleeping_rtt(300);
+        let c = pipe_rtt(300, Some(SLEEP_GAP));
+        println!(
+            "sleeping child p50 {:.1} p99 {:.1}; pipe after idle p50 {:.1}",
+            l.p50, l.p99, c.p50
+        );
+        return;
+    }
     if std::env::var("SPLIT").is_ok() {
         let p = Pool::new(1);
         p.round_trip();

@@ -186,6 +186,10 @@ pub struct Engine {
     ended: Vec<u32>,
     /// Launches so far (the high half of in-flight tokens).
     launches: u32,
+    /// Whether the latest launch had to wake its worker from sleep: a
+    /// waiter then sleeps at once instead of spinning, so the woken worker
+    /// can have its core.
+    pub last_launch_woke: bool,
 }
 
 impl Engine {
@@ -209,6 +213,7 @@ impl Engine {
             finishing: Vec::new(),
             ended: Vec::new(),
             launches: 0,
+            last_launch_woke: false,
         }
     }
 
@@ -479,7 +484,7 @@ impl Engine {
                 let mb = &worker.mailbox;
                 debug_assert_eq!(mb.state(), state::IDLE);
                 mb.write_task(slot.callable, &slot.config, slot.blob(m));
-                mb.publish(state::TASK_READY);
+                self.last_launch_woke = mb.publish(state::TASK_READY);
                 launched_deaf |= !worker.rings();
                 self.launches = self.launches.wrapping_add(1);
                 worker

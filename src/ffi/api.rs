@@ -4,6 +4,7 @@
 use super::convert::{self, CMembers};
 use super::{arg, guard, last_error_ptr, null, put};
 use crate::abi::*;
+use crate::dispatcher::WaitPolicy;
 use crate::engine::TaskSpec;
 use crate::runtime::{Options, Runtime, DEFAULT_HEAP_RING_SIZE};
 use crate::status::Status;
@@ -43,6 +44,10 @@ pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOption
                 level: d.level,
                 heap_ring_size: d.heap_ring_size as u64,
                 alloc_timeout_ms: d.alloc_timeout.as_millis() as u32,
+                worker_spin_us: d.worker_spin.as_micros() as u32,
+                dispatcher_spin_us: d.wait.spin.as_micros() as u32,
+                wait_spin_us: d.wait.caller_spin.as_micros() as u32,
+                poll_interval_us: d.wait.poll.as_micros() as u32,
             },
         )
     };
@@ -77,6 +82,14 @@ pub unsafe extern "C" fn dist_worker_create(
                         size
                     },
                     alloc_timeout: Duration::from_millis(o.alloc_timeout_ms as u64),
+                    worker_spin: Duration::from_micros(o.worker_spin_us as u64),
+                    wait: WaitPolicy {
+                        spin: Duration::from_micros(o.dispatcher_spin_us as u64),
+                        caller_spin: Duration::from_micros(o.wait_spin_us as u64),
+                        // A zero interval would spin the dispatcher: at least 1 µs.
+                        poll: Duration::from_micros(o.poll_interval_us.max(1) as u64),
+                        ..WaitPolicy::default()
+                    },
                 }
             }
         };
