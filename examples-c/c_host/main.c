@@ -7,7 +7,12 @@
  *
  * Children write into memory the parent reads, so the arrays live in one
  * MAP_SHARED mapping made before the fork: parent and children see the same
- * bytes at the same address. */
+ * bytes at the same address.
+ *
+ * Then a small DAG: produce -> two partial sums -> reduce. The engine orders
+ * the tasks from their tensor tags alone, and the intermediates come from its
+ * own MAP_SHARED heap ring (an OUTPUT with data 0, or dist_worker_alloc), so
+ * children and the parent see them at the same address too. */
 #include <dist_worker.h>
 
 #include <inttypes.h>
@@ -20,6 +25,10 @@
 #define WORKERS 4
 #define SCALE_ID 1                 /* SUB: a small callable id */
 #define SCALE_HANDLE 0x5ca1e0000ULL /* NEXT_LEVEL: an opaque handle */
+#define DAG_N 1000                  /* elements the DAG sums */
+#define DAG_PRODUCE 0xda90001ULL    /* DAG callables (any 64-bit value works for both types) */
+#define DAG_PARTIAL 0xda90002ULL
+#define DAG_REDUCE 0xda90003ULL
 
 struct shared {
     uint64_t in[TASKS];
@@ -38,12 +47,34 @@ static const struct worker_info workers[WORKERS] = {
     {0, "sub thread 0"}, {1, "sub thread 1"}, {2, "next-level child 0"}, {3, "next-level child 1"},
 };
 
+static uint64_t *u64s(const DistTensor *t) { return (uint64_t *)(uintptr_t)t->data; }
+
+/* The DAG's steps: PRODUCE fills out[i] = i + 1; PARTIAL sums in[first ..
+   first + count) into out[0]; REDUCE writes a[0] + b[0] to out[0]. */
+static int32_t dag_step(uint64_t callable, const DistTaskView *args)
+{
+    const DistTensor *t = args->tensors;
+    uint64_t sum = 0;
+    if (callable == DAG_PRODUCE && args->tensor_count == 1) {
+        for (uint32_t i = 0; i < t[0].shapes[0]; i++) u64s(&t[0])[i] = i + 1;
+    } else if (callable == DAG_PARTIAL && args->tensor_count == 2 && args->scalar_count == 2) {
+        for (uint64_t i = 0; i < args->scalars[1]; i++) sum += u64s(&t[0])[args->scalars[0] + i];
+        u64s(&t[1])[0] = sum;
+    } else if (callable == DAG_REDUCE && args->tensor_count == 3) {
+        u64s(&t[2])[0] = u64s(&t[0])[0] + u64s(&t[1])[0];
+    } else {
+        return 4;
+    }
+    return 0;
+}
+
 /* The callable. Returns 0 on success, a non-zero error code otherwise. */
 static int32_t scale(void *user, uint64_t callable, const DistTaskView *args,
                      const DistCallConfig *config)
 {
     const struct worker_info *me = user;
     (void)config;
+    if (callable >= DAG_PRODUCE && callable <= DAG_REDUCE) return dag_step(callable, args);
     if (callable != SCALE_ID && callable != SCALE_HANDLE) return 1;
     if (args->tensor_count != 2 || args->scalar_count != 2) return 2;
     const DistTensor *in = &args->tensors[0], *out = &args->tensors[1];
@@ -68,6 +99,57 @@ static int failed(const char *what, DistStatus s)
 {
     fprintf(stderr, "%s: %s (%s)\n", what, dist_status_str(s), dist_last_error_message());
     return 1;
+}
+
+/* Dispatches one task with n tensors (tagged) and ns scalars. */
+static DistStatus submit(DistWorker *w, DistWorkerType type, uint64_t callable, const DistTensor *t,
+                         const DistTensorArgType *tags, uint32_t n, const uint64_t *scalars, uint32_t ns,
+                         DistTaskId *id)
+{
+    DistTaskArgs args = {t, tags, n, scalars, ns};
+    DistTask task = {type, callable, {24, 3, false, false}, &args, 1};
+    return dist_worker_dispatch(w, &task, id);
+}
+
+/* produce (child) -> partial sums (child, thread) -> reduce (thread), in a scope. */
+static int run_dag(DistWorker *w)
+{
+    const DistTensorArgType in = DIST_ARG_INPUT, out = DIST_ARG_OUTPUT, existing = DIST_ARG_OUTPUT_EXISTING;
+    const uint32_t one = 1;
+    DistTaskId produce, reduce;
+    DistStatus s;
+
+    if ((s = dist_worker_scope_begin(w)) != DIST_OK) return failed("scope_begin", s);
+    /* OUTPUT with data 0: the engine allocates v and tells us where. */
+    DistTensor v = {0, {DAG_N}, 1, DIST_UINT64};
+    if ((s = submit(w, DIST_WORKER_NEXT_LEVEL, DAG_PRODUCE, &v, &out, 1, NULL, 0, &produce)) != DIST_OK)
+        return failed("dispatch produce", s);
+    if ((s = dist_worker_task_tensor(w, produce, 0, 0, &v)) != DIST_OK) return failed("task_tensor", s);
+    /* Each consumer reads half of v (INPUT: waits for produce) into a partial
+       from dist_worker_alloc (OUTPUT_EXISTING). */
+    DistTensor part[2];
+    for (int k = 0; k < 2; k++) {
+        if ((s = dist_worker_alloc(w, &one, 1, DIST_UINT64, &part[k])) != DIST_OK) return failed("alloc", s);
+        DistTensor t[2] = {v, part[k]};
+        DistTensorArgType tags[2] = {in, existing};
+        uint64_t range[2] = {(uint64_t)k * DAG_N / 2, DAG_N / 2};
+        s = submit(w, k ? DIST_WORKER_SUB : DIST_WORKER_NEXT_LEVEL, DAG_PARTIAL, t, tags, 2, range, 2, NULL);
+        if (s != DIST_OK) return failed("dispatch partial", s);
+    }
+    /* reduce waits for both partials; its result is another engine-allocated OUTPUT. */
+    DistTensor r[3] = {part[0], part[1], {0, {1}, 1, DIST_UINT64}};
+    DistTensorArgType rtags[3] = {in, in, out};
+    if ((s = submit(w, DIST_WORKER_SUB, DAG_REDUCE, r, rtags, 3, NULL, 0, &reduce)) != DIST_OK)
+        return failed("dispatch reduce", s);
+    if ((s = dist_worker_wait(w, reduce)) != DIST_OK) return failed("reduce", s);
+    if ((s = dist_worker_task_tensor(w, reduce, 0, 2, &r[2])) != DIST_OK) return failed("task_tensor", s);
+    uint64_t sum = u64s(&r[2])[0], want = (uint64_t)DAG_N * (DAG_N + 1) / 2;
+    printf("dag: produce -> 2 partial sums -> reduce = %" PRIu64 " (expected %" PRIu64 "), v at %#" PRIx64 "\n", sum,
+           want, v.data);
+    /* Ending the scope and draining hand the heap memory back. */
+    if ((s = dist_worker_scope_end(w)) != DIST_OK) return failed("scope_end", s);
+    if ((s = dist_worker_drain(w)) != DIST_OK) return failed("drain", s);
+    return sum == want ? 0 : 1;
 }
 
 int main(void)
@@ -134,6 +216,8 @@ int main(void)
     }
     for (int k = 0; k < WORKERS; k++) printf("%-20s ran %4d tasks\n", workers[k].name, per_worker[k]);
     printf("%d tasks in %.3f s: %.0f tasks/s\n", TASKS, elapsed, TASKS / elapsed);
+
+    errors += run_dag(w);
 
     /* Shutdown reaps the children and frees w. */
     if ((s = dist_worker_shutdown(w)) != DIST_OK) errors += failed("shutdown", s);
