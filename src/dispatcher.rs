@@ -54,9 +54,6 @@ enum Claim {
     Broken(u32),
 }
 
-/// Completions claimed per engine lock.
-const BATCH: usize = 32;
-
 /// Everything that makes progress: the engine, the workers, the doorbell.
 pub struct Progress {
     /// The engine (all DAG state), under one lock.
@@ -110,11 +107,11 @@ impl Progress {
         self.workers.get().map_or(&[], |w| &w[..])
     }
 
-    /// Scans in-flight mailboxes once and hands completions to the engine.
-    /// Returns how many it handled. Any thread may call it.
+    /// Scans in-flight mailboxes once and hands completions to the engine,
+    /// taking the engine lock at the first one and keeping it for the rest
+    /// of the scan. Returns how many it handled. Any thread may call it.
     pub fn poll(&self) -> usize {
-        let mut batch = [(0usize, 0u64, Claim::Done(0)); BATCH];
-        let mut n = 0;
+        let mut engine: Option<MutexGuard<'_, Engine>> = None;
         let mut handled = 0;
         for w in self.workers() {
             let tok = w.in_flight.load(Ordering::Acquire);
@@ -138,40 +135,27 @@ impl Progress {
             if let Claim::Done(_) = claim {
                 w.mailbox.set_state(state::IDLE);
             }
-            batch[n] = (w.index, tok, claim);
-            n += 1;
-            if n == BATCH {
-                handled += self.hand_over(&batch[..n]);
-                n = 0;
-            }
-        }
-        if n > 0 {
-            handled += self.hand_over(&batch[..n]);
-        }
-        handled
-    }
-
-    fn hand_over(&self, claims: &[(usize, u64, Claim)]) -> usize {
-        let mut engine = self.lock();
-        for &(w, tok, claim) in claims {
+            let e = engine.get_or_insert_with(|| self.lock());
             match claim {
-                Claim::Done(error) => engine.complete(w, tok, error),
+                Claim::Done(error) => e.complete(w.index, tok, error),
                 Claim::Broken(s) => {
-                    let e = Error::new(
+                    let err = Error::new(
                         Status::Protocol,
                         format!(
-                            "{} left its mailbox in state {s} while running a task; \
-                             the worker leaves the pool",
-                            self.workers()[w]
+                            "{w} left its mailbox in state {s} while running a task; \
+                             the worker leaves the pool"
                         ),
                     );
-                    engine.retire(w, tok, e);
+                    e.retire(w.index, tok, err);
                 }
             }
+            handled += 1;
         }
-        self.epoch.fetch_add(1, Ordering::Release);
-        self.notify(&engine);
-        claims.len()
+        if let Some(e) = engine {
+            self.epoch.fetch_add(1, Ordering::Release);
+            self.notify(&e);
+        }
+        handled
     }
 
     fn busy(&self) -> bool {
@@ -190,6 +174,7 @@ impl Progress {
     /// in flight.
     pub fn run_dispatcher(&self) {
         let mut last_event = Instant::now();
+        let mut spins = 0u32;
         loop {
             let polling_caller = self.bell.callers() > 0;
             if !polling_caller && self.poll() > 0 {
@@ -200,9 +185,13 @@ impl Progress {
             if !busy && self.stop.load(Ordering::Acquire) {
                 return;
             }
-            if busy && !polling_caller && last_event.elapsed() < self.policy.spin {
-                std::hint::spin_loop();
-                continue;
+            // Spin while work is in flight, reading the clock only now and then.
+            if busy && !polling_caller {
+                spins = spins.wrapping_add(1);
+                if spins % 64 != 0 || last_event.elapsed() < self.policy.spin {
+                    std::hint::spin_loop();
+                    continue;
+                }
             }
             let seq = self.bell.prepare_sleep(Sleeper::Dispatcher);
             let polling_caller = self.bell.callers() > 0;
