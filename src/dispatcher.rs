@@ -188,7 +188,7 @@ impl Progress {
             // Spin while work is in flight, reading the clock only now and then.
             if busy && !polling_caller {
                 spins = spins.wrapping_add(1);
-                if spins % 64 != 0 || last_event.elapsed() < self.policy.spin {
+                if !spins.is_multiple_of(64) || last_event.elapsed() < self.policy.spin {
                     std::hint::spin_loop();
                     continue;
                 }
