@@ -35,7 +35,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             spin: Duration::from_micros(50),
-            nap: Duration::from_millis(100),
+            nap: Duration::from_millis(500),
             doorbell: None,
         }
     }

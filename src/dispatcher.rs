@@ -39,7 +39,7 @@ impl Default for WaitPolicy {
         WaitPolicy {
             spin: Duration::from_micros(50),
             poll: Duration::from_micros(50),
-            idle: Duration::from_millis(100),
+            idle: Duration::from_millis(500),
             caller_spin: Duration::from_micros(5),
         }
     }

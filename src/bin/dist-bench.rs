@@ -462,18 +462,21 @@ fn sleeping_rtt(n: usize) -> Lat {
     lat(s)
 }
 
-fn cpu_ticks(pid: i32) -> u64 {
-    let path = if pid == 0 {
-        "/proc/self/stat".to_string()
+/// CPU time in ns of every thread of `pid` (0 = this process), from
+/// /proc/PID/task/*/schedstat (nanosecond resolution).
+fn cpu_ns(pid: i32) -> u64 {
+    let dir = if pid == 0 {
+        "/proc/self/task".to_string()
     } else {
-        format!("/proc/{pid}/stat")
+        format!("/proc/{pid}/task")
     };
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; after ")" they are at 11 and 12.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// CPU used by the parent (all threads) and 16 children over 2 s of idleness
@@ -482,14 +485,12 @@ fn idle_cost() -> f64 {
     let p = Pool::new(16);
     p.throughput(20_000);
     std::thread::sleep(Duration::from_millis(200));
-    let all = |p: &Pool| cpu_ticks(0) + p.pids.iter().map(|&c| cpu_ticks(c)).sum::<u64>();
+    let all = |p: &Pool| cpu_ns(0) + p.pids.iter().map(|&c| cpu_ns(c)).sum::<u64>();
     let before = all(&p);
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
-    let ticks = all(&p) - before;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz / t.elapsed().as_secs_f64() * 100.0
+    let ns = all(&p) - before;
+    ns as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0
 }
 
 fn main() {
@@ -638,5 +639,5 @@ fn main() {
         "pipe-based process pool, 4 children", pipe4
     );
     println!();
-    println!("idle cost, parent + 16 children over 2 s: {idle:.3}% of one core");
+    println!("idle cost, parent + 16 children over 2 s: {idle:.4}% of one core");
 }
