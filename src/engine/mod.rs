@@ -325,16 +325,10 @@ impl Engine {
                 let mut t = *t;
                 if t.data == 0 && tag_of(&args, j) == abi::DIST_ARG_OUTPUT {
                     let size = blob::tensor_bytes(&t).unwrap_or(u64::MAX);
-                    if HeapRing::rounded(size).is_none_or(|s| s > self.ring.capacity()) {
-                        return fail(
-                            Status::ResourceExhausted,
-                            format!(
-                                "member {i} tensor {j} needs {size} bytes; the heap ring holds {}",
-                                self.ring.capacity()
-                            ),
-                        );
-                    }
-                    let Some((h, off)) = self.ring.alloc(size) else {
+                    let got = self.ring.alloc_tensor(size).map_err(|e| {
+                        Error::new(e.status, format!("member {i} tensor {j}: {}", e.message))
+                    })?;
+                    let Some((h, off)) = got else {
                         return Ok(false);
                     };
                     slot.allocs.push(h);
@@ -696,16 +690,7 @@ impl Engine {
         t.shapes[..shape.len()].copy_from_slice(shape);
         blob::check_tensor(&t)?;
         let size = blob::tensor_bytes(&t).unwrap_or(u64::MAX);
-        if HeapRing::rounded(size).is_none_or(|s| s > self.ring.capacity()) {
-            return fail(
-                Status::ResourceExhausted,
-                format!(
-                    "a tensor of {size} bytes does not fit the {}-byte heap ring",
-                    self.ring.capacity()
-                ),
-            );
-        }
-        let Some((h, off)) = self.ring.alloc(size) else {
+        let Some((h, off)) = self.ring.alloc_tensor(size)? else {
             return Ok(None);
         };
         t.data = self.heap_base + off;

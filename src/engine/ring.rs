@@ -7,6 +7,7 @@
 //! from the newest (a nested scope ending before its outer scope). A hole in
 //! the middle is reclaimed once the allocations around it are.
 
+use crate::status::{fail, Result, Status};
 use std::collections::VecDeque;
 
 /// Alignment of every allocation.
@@ -63,6 +64,22 @@ impl HeapRing {
     pub fn rounded(size: u64) -> Option<u64> {
         let size = size.max(1);
         size.checked_add(ALIGN - 1).map(|s| s / ALIGN * ALIGN)
+    }
+
+    /// Allocates a tensor's `size` bytes: Ok(None) when no contiguous space
+    /// is free now (waiting may help), RESOURCE_EXHAUSTED when the ring could
+    /// never hold it.
+    pub fn alloc_tensor(&mut self, size: u64) -> Result<Option<(Handle, u64)>> {
+        if Self::rounded(size).is_none_or(|s| s > self.capacity) {
+            return fail(
+                Status::ResourceExhausted,
+                format!(
+                    "a tensor of {size} bytes does not fit the {}-byte heap ring",
+                    self.capacity
+                ),
+            );
+        }
+        Ok(self.alloc(size))
     }
 
     /// Allocates `size` bytes; None when no contiguous space is free now.
