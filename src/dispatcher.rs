@@ -217,23 +217,26 @@ impl Progress {
     /// mailboxes for a short window (a hot worker answers within it), then
     /// sleeps on the doorbell, which serving sides ring when they finish.
     pub fn wait_for<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
-        let spin = {
+        let (spin, mut seen) = {
             let mut engine = self.lock();
+            // Read under the lock: every completion handed over after this
+            // check moves the epoch past `seen`, so none goes unnoticed.
+            let seen = self.epoch.load(Ordering::Acquire);
             if let Some(v) = done(&mut engine) {
                 return v;
             }
             // A worker just woken from sleep takes a wake-up to start; it
             // may be placed on this core, so sleep at once and let it run.
-            if engine.last_launch_woke {
+            let spin = if engine.last_launch_woke {
                 Duration::ZERO
             } else {
                 self.policy.caller_spin
-            }
+            };
+            (spin, seen)
         };
         if self.workers.get().is_none() {
             return self.wait_on_condition(done);
         }
-        let mut seen = self.epoch.load(Ordering::Acquire);
         let mut check = |this: &Self| {
             this.poll();
             let now = this.epoch.load(Ordering::Acquire);

@@ -137,3 +137,32 @@ fn completions_reach_a_sleeping_dispatcher_and_sleeping_waiters() {
     rt.drain().unwrap();
     rt.shutdown().unwrap();
 }
+
+#[test]
+fn a_wait_racing_the_dispatcher_never_misses_the_completion() {
+    // The dispatcher may hand a completion to the engine at any moment
+    // around the waiter's first look; the waiter must notice it either way.
+    let watchdog = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(60));
+        eprintln!("a wait missed its completion: hung for 60 s");
+        std::process::abort();
+    });
+    let rt = Runtime::new(Options::default()).unwrap();
+    for _ in 0..2 {
+        rt.spawn(WorkerType::Sub, Box::new(|_, _, _| 0)).unwrap();
+    }
+    let none = [Args::default()];
+    for i in 0..200_000u64 {
+        let id = rt.submit(&task(&none)).unwrap();
+        for _ in 0..(i * 7919) % 3000 {
+            std::hint::spin_loop();
+        }
+        rt.wait(id).unwrap();
+        if i % 10_000 == 0 {
+            rt.drain().unwrap();
+        }
+    }
+    rt.drain().unwrap();
+    rt.shutdown().unwrap();
+    drop(watchdog);
+}
