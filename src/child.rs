@@ -10,6 +10,7 @@ use crate::abi::DistCallConfig;
 use crate::blob::{self, TaskView};
 use crate::mailbox::{state, Doorbell, Mailbox};
 use crate::status::{fail, Result, Status};
+use crate::sys;
 use std::time::Duration;
 
 /// A callable as the core sees it: `(callable, args, config) -> error code`.
@@ -29,6 +30,9 @@ pub struct ServeOptions {
     pub nap: Duration,
     /// Rung after every TASK_DONE so a sleeping dispatcher wakes at once.
     pub doorbell: Option<Doorbell>,
+    /// The parent process: the loop ends (within one `nap`) once it is gone,
+    /// so no child outlives its parent.
+    pub parent: Option<i32>,
 }
 
 impl Default for ServeOptions {
@@ -37,6 +41,7 @@ impl Default for ServeOptions {
             spin: Duration::from_micros(50),
             nap: Duration::from_millis(500),
             doorbell: None,
+            parent: None,
         }
     }
 }
@@ -49,9 +54,9 @@ pub fn serve(
     opts: &ServeOptions,
 ) -> Result<()> {
     loop {
-        let s = match mailbox.wait_for_work(opts.spin, opts.nap, || true) {
-            Some(s) => s,
-            None => continue,
+        let parent_alive = || opts.parent.is_none_or(|p| sys::getppid() == p);
+        let Some(s) = mailbox.wait_for_work(opts.spin, opts.nap, parent_alive) else {
+            return fail(Status::ShutDown, "the parent process is gone");
         };
         match s {
             state::TASK_READY => {

@@ -211,9 +211,25 @@ impl Runtime {
             ..ServeOptions::default()
         };
         let mut handler = handler;
-        let pid = sys::fork_child(move || match child::serve(mailbox, &mut *handler, &opts) {
-            Ok(()) => 0,
-            Err(_) => 1,
+        let parent = sys::getpid();
+        let opts = ServeOptions {
+            parent: Some(parent),
+            ..opts
+        };
+        // The death signal follows the forking thread: only the main thread's
+        // death is the process's. Otherwise the parent check alone applies.
+        let main_thread = sys::is_main_thread();
+        let pid = sys::fork_child(move || {
+            if main_thread {
+                sys::kill_me_with_parent();
+            }
+            if sys::getppid() != parent {
+                return 1; // the parent died before the signal was armed
+            }
+            match child::serve(mailbox, &mut *handler, &opts) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
         })?;
         lock(&self.owned).push(owned);
         lock(&self.children).push(pid);

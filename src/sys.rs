@@ -167,6 +167,26 @@ pub fn wait_child(pid: i32, block: bool) -> Result<Option<ExitStatus>> {
     }
 }
 
+/// The parent process's id.
+pub fn getppid() -> i32 {
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() }
+}
+
+/// Whether the calling thread is the process's main thread.
+pub fn is_main_thread() -> bool {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+/// Asks the kernel to SIGKILL this process when the thread that forked it
+/// exits. Only sound when that thread is the parent's main thread: the
+/// signal follows the forking thread, not the parent process.
+pub fn kill_me_with_parent() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+}
+
 /// This process's id.
 pub fn getpid() -> i32 {
     // SAFETY: getpid has no preconditions.
