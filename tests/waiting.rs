@@ -23,7 +23,7 @@ fn a_million_publishes_racing_a_serving_side_going_to_sleep() {
     let opts = ServeOptions {
         spin: Duration::ZERO,
         nap: Duration::from_secs(60),
-        doorbell: None,
+        ..ServeOptions::default()
     };
     let server = std::thread::spawn(move || child::serve(mb, &mut |c, _, _| c as i32 & 1, &opts));
     let blob = {
