@@ -158,6 +158,26 @@ impl Progress {
         handled
     }
 
+    /// Takes the worker of a child that died out of its pool; its task (if
+    /// any) fails with CHILD_DIED. Waiters and the dispatcher are woken.
+    pub fn child_died(&self, worker: usize, how: &str) {
+        let w = &self.workers()[worker];
+        let mut engine = self.lock();
+        if engine.is_retired(worker) {
+            return;
+        }
+        // Under the lock no launch can race this; a poller that already
+        // claimed a completion finds the worker retired and leaves it out.
+        let tok = w.in_flight.swap(0, Ordering::AcqRel);
+        let e = Error::new(Status::ChildDied, format!("{w} {how}; it leaves the pool"));
+        engine.retire(worker, tok, e);
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.notify(&engine);
+        drop(engine);
+        self.bell.wake(Sleeper::Caller);
+        self.bell.wake(Sleeper::Dispatcher);
+    }
+
     fn busy(&self) -> bool {
         self.workers()
             .iter()

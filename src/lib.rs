@@ -11,6 +11,7 @@
 //! - [`engine`]: task slots, per-type ready queues, completion rules.
 //! - [`pool`]: one worker type's live and idle workers and ready queue.
 //! - [`dispatcher`]: the thread that notices completions on every mailbox.
+//! - [`reaper`]: the thread that notices dead children at once.
 //! - [`worker`]: a registered worker (type, mode, mailbox).
 //! - [`mailbox`]: the wire layout and protocol, and the doorbell.
 //! - [`blob`]: encoding and decoding of the args blob.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod ffi;
 pub mod mailbox;
 pub mod pool;
+pub mod reaper;
 pub mod runtime;
 pub mod status;
 pub mod sys;

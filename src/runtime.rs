@@ -11,6 +11,7 @@ use crate::child::{self, Handler, ServeOptions};
 use crate::dispatcher::{Progress, WaitPolicy};
 use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
 use crate::mailbox::{state, Doorbell, Mailbox, OwnedMailbox};
+use crate::reaper::{self, Watched};
 use crate::status::{fail, Error, Result, Status};
 use crate::sys::{self, SharedMap};
 use crate::worker::{Mode, Worker, WorkerType};
@@ -78,7 +79,9 @@ pub struct Runtime {
     closing: AtomicBool,
     options: Options,
     /// Pids of the children this runtime forked.
-    children: Mutex<Vec<i32>>,
+    children: Arc<Mutex<Vec<i32>>>,
+    /// The reaper thread and the eventfd that stops it.
+    reaper: Mutex<Option<(JoinHandle<()>, Arc<std::os::fd::OwnedFd>)>>,
     /// Mailboxes the library owns (spawned children and pool threads).
     owned: Mutex<Vec<OwnedMailbox>>,
     heap: SharedMap,
@@ -118,7 +121,8 @@ impl Runtime {
             started: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             options,
-            children: Mutex::new(Vec::new()),
+            children: Arc::new(Mutex::new(Vec::new())),
+            reaper: Mutex::new(None),
             owned: Mutex::new(Vec::new()),
             heap,
             _control: control,
@@ -313,6 +317,29 @@ impl Runtime {
             "dist-dispatch".into(),
             Box::new(move || shared.run_dispatcher()),
         )?);
+        // Children this runtime forked are watched through pidfds (kernels
+        // without pidfd_open go without: a dead child is then not noticed).
+        let watched: Vec<Watched> = workers
+            .iter()
+            .filter_map(|w| match w.mode {
+                Mode::Spawned(pid) => Some(Watched {
+                    worker: w.index,
+                    pid,
+                    pidfd: sys::pidfd_open(pid).ok()?,
+                }),
+                _ => None,
+            })
+            .collect();
+        if !watched.is_empty() {
+            let stop = Arc::new(sys::eventfd()?);
+            let (shared, stop_thread) = (self.shared.clone(), stop.clone());
+            let children = self.children.clone();
+            let handle = spawn(
+                "dist-reaper".into(),
+                Box::new(move || reaper::run(&shared, &children, watched, &stop_thread)),
+            )?;
+            *lock(&self.reaper) = Some((handle, stop));
+        }
         Ok(())
     }
 
@@ -444,6 +471,11 @@ impl Runtime {
                 let failure = self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()));
                 if let Err(e) = failure {
                     outcome = Err(e);
+                }
+                // Stop watching before children exit on SHUTDOWN.
+                if let Some((handle, stop)) = lock(&self.reaper).take() {
+                    sys::eventfd_signal(&stop);
+                    let _ = handle.join();
                 }
                 for w in self.shared.workers.get().into_iter().flat_map(|w| w.iter()) {
                     w.mailbox.publish(state::SHUTDOWN);

@@ -3,6 +3,7 @@
 //! crate lives here.
 
 use crate::status::{Error, Result};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -143,6 +144,15 @@ pub enum ExitStatus {
     Signaled(i32),
 }
 
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exited with status {c}"),
+            ExitStatus::Signaled(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
 /// Reaps `pid`; with `block == false`, returns `Ok(None)` if it still runs.
 pub fn wait_child(pid: i32, block: bool) -> Result<Option<ExitStatus>> {
     let mut status = 0;
@@ -185,6 +195,65 @@ pub fn is_main_thread() -> bool {
 pub fn kill_me_with_parent() {
     // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+}
+
+/// A descriptor that becomes readable when process `pid` exits.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: plain pidfd_open; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Error::last_os(&format!("pidfd_open({pid})")));
+    }
+    // SAFETY: a fresh descriptor this process owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// An eventfd, for waking a thread blocked in `poll_readable`.
+pub fn eventfd() -> Result<OwnedFd> {
+    // SAFETY: plain eventfd; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::last_os("eventfd"));
+    }
+    // SAFETY: a fresh descriptor this process owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes an eventfd readable.
+pub fn eventfd_signal(fd: &OwnedFd) {
+    let one = 1u64;
+    // SAFETY: writing 8 bytes from a live u64 to an eventfd.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// Blocks until at least one of `fds` is readable; returns which are.
+pub fn poll_readable(fds: &[&OwnedFd], ready: &mut Vec<usize>) -> Result<()> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `p` is a live array of p.len() pollfds.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, -1) };
+        if r >= 0 {
+            break;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::last_os("poll"));
+        }
+    }
+    ready.clear();
+    ready.extend(
+        p.iter()
+            .enumerate()
+            .filter(|(_, q)| q.revents != 0)
+            .map(|(i, _)| i),
+    );
+    Ok(())
 }
 
 /// This process's id.

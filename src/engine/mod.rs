@@ -166,6 +166,8 @@ pub struct Engine {
     done: Vec<u32>,
     pools: [Pool; 2],
     workers: Option<Arc<[Worker]>>,
+    /// Workers taken out of their pool (dead, hung or broken), by index.
+    retired: Vec<bool>,
     /// Rung after launching, in case the dispatcher sleeps with nothing in flight.
     bell: Option<Doorbell>,
     map: TensorMap,
@@ -201,6 +203,7 @@ impl Engine {
             done: Vec::new(),
             pools: Default::default(),
             workers: None,
+            retired: Vec::new(),
             bell: None,
             map: TensorMap::default(),
             scopes: ScopeStack::default(),
@@ -229,6 +232,7 @@ impl Engine {
         for pool in &mut self.pools {
             pool.idle.reverse();
         }
+        self.retired = vec![false; workers.len()];
         self.workers = Some(workers);
     }
 
@@ -510,9 +514,16 @@ impl Engine {
                 ),
             )
         });
-        self.pools[w.ty.index()].idle.push(worker as u32);
+        if !self.retired[worker] {
+            self.pools[w.ty.index()].idle.push(worker as u32);
+        }
         self.member_finished(idx, failure);
         self.pump(w.ty);
+    }
+
+    /// Whether `worker` was taken out of its pool.
+    pub fn is_retired(&self, worker: usize) -> bool {
+        self.retired.get(worker).copied().unwrap_or(false)
     }
 
     /// Takes `worker` out of its pool for good; its in-flight member (if
@@ -521,6 +532,7 @@ impl Engine {
     pub fn retire(&mut self, worker: usize, token: u64, cause: Error) {
         let workers = self.workers.clone().expect("started");
         let ty = workers[worker].ty;
+        self.retired[worker] = true;
         self.pools[ty.index()].retire(worker as u32);
         if token != 0 {
             let idx = token_slot(token);

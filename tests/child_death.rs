@@ -1,0 +1,107 @@
+//! A spawned child that dies (killed mid-task, or while idle) is noticed:
+//! its task ends with CHILD_DIED, dependents with DEPENDENCY_FAILED, the
+//! work of its type moves to the remaining workers, NO_WORKER once none is
+//! left, and shutdown still completes.
+
+use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_INPUT, DIST_ARG_OUTPUT};
+use dist_worker::blob::Args;
+use dist_worker::engine::TaskSpec;
+use dist_worker::worker::WorkerType;
+use dist_worker::{Options, Runtime, Status};
+use std::time::{Duration, Instant};
+
+fn spec<'a>(members: &'a [Args<'a>]) -> TaskSpec<'a> {
+    TaskSpec {
+        ty: WorkerType::Sub,
+        callable: 1,
+        config: DistCallConfig::default(),
+        members,
+    }
+}
+
+#[test]
+fn dead_children_fail_their_task_and_leave_the_pool() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        pids.push(
+            rt.spawn(
+                WorkerType::Sub,
+                Box::new(|_, v, _| {
+                    if v.scalars.first() == Some(&9) {
+                        // SAFETY: the child kills itself mid-task.
+                        unsafe { libc::raise(libc::SIGKILL) };
+                    }
+                    0
+                }),
+            )
+            .unwrap(),
+        );
+    }
+    let t = [DistTensor {
+        data: 0x100,
+        shapes: [1, 0, 0, 0, 0],
+        ndims: 1,
+        dtype: 0,
+    }];
+    let (out, input) = ([DIST_ARG_OUTPUT], [DIST_ARG_INPUT]);
+    // Killed mid-task: the task fails with CHILD_DIED, its consumer never runs.
+    let die = [9u64];
+    let a = [Args {
+        tensors: &t,
+        tags: Some(&out),
+        scalars: &die,
+    }];
+    let victim = rt.submit(&spec(&a)).unwrap();
+    let b = [Args {
+        tensors: &t,
+        tags: Some(&input),
+        scalars: &[],
+    }];
+    let dependent = rt.submit(&spec(&b)).unwrap();
+    let e = rt.wait(victim).unwrap_err();
+    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
+    assert!(e.message.contains("killed by signal 9"), "{}", e.message);
+    assert_eq!(
+        rt.wait(dependent).unwrap_err().status,
+        Status::DependencyFailed
+    );
+    // The other two keep working.
+    let none = [Args::default()];
+    for _ in 0..100 {
+        rt.wait(rt.submit(&spec(&none)).unwrap()).unwrap();
+    }
+    assert_eq!(rt.drain().unwrap_err().status, Status::ChildDied);
+    // Killed while idle: both remaining children; then there is no worker left.
+    for &pid in &pids {
+        // SAFETY: killing our own children.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let t0 = Instant::now();
+    loop {
+        match rt.submit(&spec(&none)) {
+            Err(e) if e.status == Status::NoWorker => break,
+            Err(e) => panic!("{e}"),
+            Ok(id) => {
+                // Launched before the deaths were noticed: it fails, never hangs.
+                let r = rt.wait(id);
+                assert!(r.is_ok() || r.unwrap_err().status == Status::ChildDied);
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "deaths never noticed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = rt.drain();
+    rt.shutdown().unwrap();
+    for pid in pids {
+        // Reaped: no such child any more.
+        // SAFETY: waitpid on a pid we forked.
+        assert_eq!(
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) },
+            -1
+        );
+    }
+}
