@@ -109,6 +109,13 @@ typedef struct DistWorkerOptions {
    */
   uint32_t alloc_timeout_ms;
   /**
+   * How long dist_worker_shutdown waits for dispatched work and for
+   * workers to exit, in ms; past it, children are killed with SIGKILL
+   * and reaped, and shutdown returns DIST_ERR_TIMEOUT naming them.
+   * Default 10000; 0 = no limit.
+   */
+  uint32_t shutdown_timeout_ms;
+  /**
    * How long a library-run worker (spawned child, pool thread) spins for
    * its next task before sleeping on its mailbox futex, in µs. Default 50.
    */
@@ -617,7 +624,10 @@ DistStatus dist_worker_task_tensor(struct DistWorker *worker,
  * Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the
  * library's threads, reaps the children it spawned and frees `worker`.
  * NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
- * a drain. No other call on `worker` may run concurrently or follow.
+ * a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
+ * children are then killed with SIGKILL and reaped, their tasks end with
+ * DIST_ERR_TIMEOUT, and the message names them). No other call on `worker`
+ * may run concurrently or follow.
  *
  * # Safety
  * `worker` NULL or from `dist_worker_create`, not shut down before.

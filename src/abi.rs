@@ -215,6 +215,11 @@ pub struct DistWorkerOptions {
     /// How long a dispatch or alloc waits for heap ring space before failing
     /// with DIST_ERR_RESOURCE_EXHAUSTED, in ms. Default 5000; 0 = fail at once.
     pub alloc_timeout_ms: u32,
+    /// How long dist_worker_shutdown waits for dispatched work and for
+    /// workers to exit, in ms; past it, children are killed with SIGKILL
+    /// and reaped, and shutdown returns DIST_ERR_TIMEOUT naming them.
+    /// Default 10000; 0 = no limit.
+    pub shutdown_timeout_ms: u32,
     /// How long a library-run worker (spawned child, pool thread) spins for
     /// its next task before sleeping on its mailbox futex, in µs. Default 50.
     pub worker_spin_us: u32,

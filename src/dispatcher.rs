@@ -159,8 +159,18 @@ impl Progress {
     }
 
     /// Takes the worker of a child that died out of its pool; its task (if
-    /// any) fails with CHILD_DIED. Waiters and the dispatcher are woken.
+    /// any) fails with CHILD_DIED.
     pub fn child_died(&self, worker: usize, how: &str) {
+        let w = &self.workers()[worker];
+        self.retire_worker(
+            worker,
+            Error::new(Status::ChildDied, format!("{w} {how}; it leaves the pool")),
+        );
+    }
+
+    /// Takes a worker out of its pool for good; its task (if any) fails
+    /// with `cause`. Waiters and the dispatcher are woken.
+    pub fn retire_worker(&self, worker: usize, cause: Error) {
         let w = &self.workers()[worker];
         let mut engine = self.lock();
         if engine.is_retired(worker) {
@@ -169,13 +179,19 @@ impl Progress {
         // Under the lock no launch can race this; a poller that already
         // claimed a completion finds the worker retired and leaves it out.
         let tok = w.in_flight.swap(0, Ordering::AcqRel);
-        let e = Error::new(Status::ChildDied, format!("{w} {how}; it leaves the pool"));
-        engine.retire(worker, tok, e);
+        engine.retire(worker, tok, cause);
         self.epoch.fetch_add(1, Ordering::Release);
         self.notify(&engine);
         drop(engine);
         self.bell.wake(Sleeper::Caller);
         self.bell.wake(Sleeper::Dispatcher);
+    }
+
+    /// The workers with a task in flight.
+    pub fn busy_workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers()
+            .iter()
+            .filter(|w| w.in_flight.load(Ordering::Acquire) != 0)
     }
 
     fn busy(&self) -> bool {
@@ -236,14 +252,24 @@ impl Progress {
     /// progress itself and the dispatcher steps aside: it polls the
     /// mailboxes for a short window (a hot worker answers within it), then
     /// sleeps on the doorbell, which serving sides ring when they finish.
-    pub fn wait_for<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+    pub fn wait_for<T>(&self, done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+        self.wait_for_until(None, done).expect("no deadline")
+    }
+
+    /// As `wait_for`, but gives up (None) once `deadline` passes.
+    pub fn wait_for_until<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&mut Engine) -> Option<T>,
+    ) -> Option<T> {
+        let passed = || deadline.is_some_and(|d| Instant::now() >= d);
         let (spin, mut seen) = {
             let mut engine = self.lock();
             // Read under the lock: every completion handed over after this
             // check moves the epoch past `seen`, so none goes unnoticed.
             let seen = self.epoch.load(Ordering::Acquire);
             if let Some(v) = done(&mut engine) {
-                return v;
+                return Some(v);
             }
             // A worker just woken from sleep takes a wake-up to start; it
             // may be placed on this core, so sleep at once and let it run.
@@ -255,7 +281,7 @@ impl Progress {
             (spin, seen)
         };
         if self.workers.get().is_none() {
-            return self.wait_on_condition(done);
+            return self.wait_on_condition(deadline, done);
         }
         let mut check = |this: &Self| {
             this.poll();
@@ -270,19 +296,25 @@ impl Progress {
         let start = Instant::now();
         let found = loop {
             if let Some(v) = check(self) {
-                break v;
+                break Some(v);
+            }
+            if passed() {
+                break None;
             }
             if start.elapsed() >= spin {
                 let seq = self.bell.prepare_sleep(Sleeper::Caller);
                 if let Some(v) = check(self) {
                     self.bell.cancel_sleep(Sleeper::Caller);
-                    break v;
+                    break Some(v);
                 }
-                let nap = if self.deaf_busy() {
+                let mut nap = if self.deaf_busy() {
                     self.policy.poll
                 } else {
                     self.policy.idle
                 };
+                if let Some(d) = deadline {
+                    nap = nap.min(d.saturating_duration_since(Instant::now()));
+                }
                 self.bell.sleep(Sleeper::Caller, seq, Some(nap));
             } else {
                 std::hint::spin_loop();
@@ -299,18 +331,29 @@ impl Progress {
         found
     }
 
-    /// Blocks on the engine's condition until `done` gives a value.
-    fn wait_on_condition<T>(&self, mut done: impl FnMut(&mut Engine) -> Option<T>) -> T {
+    /// Blocks on the engine's condition until `done` gives a value or the
+    /// deadline passes.
+    fn wait_on_condition<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&mut Engine) -> Option<T>,
+    ) -> Option<T> {
         let mut engine = self.lock();
         loop {
             if let Some(v) = done(&mut engine) {
-                return v;
+                return Some(v);
             }
+            let timeout = match deadline {
+                Some(d) if Instant::now() >= d => return None,
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
             engine.waiters += 1;
             engine = self
                 .finished
-                .wait(engine)
-                .unwrap_or_else(|p| p.into_inner());
+                .wait_timeout(engine, timeout)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
             engine.waiters -= 1;
         }
     }

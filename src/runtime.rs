@@ -24,6 +24,12 @@ use std::time::{Duration, Instant};
 /// Default size of the shared heap ring.
 pub const DEFAULT_HEAP_RING_SIZE: usize = 64 << 20;
 
+/// How long shutdown waits for threads told to stop, even past its deadline.
+const JOIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Default longest wait of a shutdown for work and workers to finish.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default longest wait of an allocation for heap ring space.
 pub const DEFAULT_ALLOC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -37,6 +43,9 @@ pub struct Options {
     /// How long a submit or alloc waits for heap ring space before failing
     /// with RESOURCE_EXHAUSTED.
     pub alloc_timeout: Duration,
+    /// How long shutdown waits for dispatched work and for workers to exit
+    /// before it kills children and gives up on threads (None: no limit).
+    pub shutdown_timeout: Option<Duration>,
     /// How library-run workers (spawned children, pool threads) spin for
     /// the next task before sleeping on their mailbox.
     pub worker_spin: Duration,
@@ -50,6 +59,7 @@ impl Default for Options {
             level: 3,
             heap_ring_size: DEFAULT_HEAP_RING_SIZE,
             alloc_timeout: DEFAULT_ALLOC_TIMEOUT,
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
             worker_spin: ServeOptions::default().spin,
             wait: WaitPolicy::default(),
         }
@@ -84,9 +94,12 @@ pub struct Runtime {
     reaper: Mutex<Option<(JoinHandle<()>, Arc<std::os::fd::OwnedFd>)>>,
     /// Mailboxes the library owns (spawned children and pool threads).
     owned: Mutex<Vec<OwnedMailbox>>,
-    heap: SharedMap,
+    /// Not unmapped if a pool thread that may still use it was left running.
+    heap: std::mem::ManuallyDrop<SharedMap>,
     /// Holds the doorbell words; shared with children forked later.
-    _control: SharedMap,
+    control: std::mem::ManuallyDrop<SharedMap>,
+    /// A pool thread stuck in a callable was left running at shutdown.
+    left_threads: bool,
     next_thread: AtomicU64,
 }
 
@@ -124,8 +137,9 @@ impl Runtime {
             children: Arc::new(Mutex::new(Vec::new())),
             reaper: Mutex::new(None),
             owned: Mutex::new(Vec::new()),
-            heap,
-            _control: control,
+            heap: std::mem::ManuallyDrop::new(heap),
+            control: std::mem::ManuallyDrop::new(control),
+            left_threads: false,
             next_thread: AtomicU64::new(0),
         })
     }
@@ -468,10 +482,14 @@ impl Runtime {
                 }
             }
             Life::Running(threads) => {
-                let failure = self.wait_until(|e| (e.unfinished() == 0).then(|| e.drain()));
-                if let Err(e) = failure {
-                    outcome = Err(e);
-                }
+                let deadline = self.options.shutdown_timeout.map(|t| Instant::now() + t);
+                let drained = self
+                    .shared
+                    .wait_for_until(deadline, |e| (e.unfinished() == 0).then(|| e.drain()));
+                outcome = match drained {
+                    Some(r) => r,
+                    None => Err(self.end_overdue_work()),
+                };
                 // Stop watching before children exit on SHUTDOWN.
                 if let Some((handle, stop)) = lock(&self.reaper).take() {
                     sys::eventfd_signal(&stop);
@@ -482,20 +500,122 @@ impl Runtime {
                 }
                 self.shared.stop.store(true, Ordering::Release);
                 self.shared.bell.wake(crate::mailbox::Sleeper::Dispatcher);
+                // The dispatcher (last) always exits now; pool threads exit
+                // unless a callable never returns. Give them a short grace
+                // even when the deadline has passed.
+                let grace = Instant::now() + JOIN_GRACE;
+                let join_by = deadline.map(|d| d.max(grace));
+                let mut threads = threads;
+                let dispatcher = threads.pop();
+                let mut stuck = 0;
                 for t in threads {
-                    let _ = t.join();
+                    while !t.is_finished() && join_by.is_none_or(|d| Instant::now() < d) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if t.is_finished() {
+                        let _ = t.join();
+                    } else {
+                        stuck += 1;
+                    }
+                }
+                if let Some(d) = dispatcher {
+                    let _ = d.join();
+                }
+                if stuck > 0 {
+                    // A stuck thread may still touch its mailbox, the doorbell
+                    // or the heap: never unmap them.
+                    std::mem::forget(std::mem::take(&mut *lock(&self.owned)));
+                    self.left_threads = true;
+                    let e = Error::new(
+                        Status::Timeout,
+                        format!(
+                            "{stuck} pool thread(s) still ran a callable at the shutdown \
+                             deadline and were left running"
+                        ),
+                    );
+                    outcome = outcome.and(Err(e));
                 }
             }
         }
+        let mut killed = Vec::new();
         for pid in lock(&self.children).drain(..) {
-            let _ = sys::wait_child(pid, true);
+            let deadline = self.options.shutdown_timeout.map(|t| Instant::now() + t);
+            loop {
+                match sys::wait_child(pid, deadline.is_none()) {
+                    Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                        // SAFETY: killing a child this runtime forked and has not reaped.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        let _ = sys::wait_child(pid, true);
+                        killed.push(pid);
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                    _ => break,
+                }
+            }
+        }
+        if !killed.is_empty() {
+            let e = Error::new(
+                Status::Timeout,
+                format!("children {killed:?} ignored SHUTDOWN past the deadline and were killed"),
+            );
+            outcome = outcome.and(Err(e));
         }
         outcome
+    }
+
+    /// The shutdown deadline passed with work unfinished: kills the children
+    /// still running tasks, takes every busy worker out of its pool (its
+    /// task fails with TIMEOUT) and fails the tasks that never started.
+    fn end_overdue_work(&self) -> Error {
+        let mut ended = Vec::new();
+        for w in self.shared.busy_workers() {
+            if let Mode::Spawned(pid) = w.mode {
+                // SAFETY: killing a child this runtime forked.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            ended.push(w.to_string());
+        }
+        for w in self
+            .shared
+            .busy_workers()
+            .map(|w| w.index)
+            .collect::<Vec<_>>()
+        {
+            let cause = Error::new(
+                Status::Timeout,
+                format!(
+                    "{} was still running this task at the shutdown deadline",
+                    self.shared.workers.get().expect("started")[w]
+                ),
+            );
+            self.shared.retire_worker(w, cause);
+        }
+        let mut engine = self.shared.lock();
+        engine.abort_unstarted(&Error::new(
+            Status::Timeout,
+            "the shutdown deadline passed before this task could run",
+        ));
+        let _ = engine.drain();
+        Error::new(
+            Status::Timeout,
+            format!(
+                "the shutdown deadline passed with work unfinished; ended: {}",
+                ended.join(", ")
+            ),
+        )
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         let _ = self.close();
+        if !self.left_threads {
+            // SAFETY: dropped once, here; no thread of ours uses them any more.
+            unsafe {
+                std::mem::ManuallyDrop::drop(&mut self.heap);
+                std::mem::ManuallyDrop::drop(&mut self.control);
+            }
+        }
     }
 }

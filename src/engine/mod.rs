@@ -521,6 +521,22 @@ impl Engine {
         self.pump(w.ty);
     }
 
+    /// Finishes every task that has not started (pending or queued) with
+    /// `cause`, as when a shutdown deadline passes.
+    pub fn abort_unstarted(&mut self, cause: &Error) {
+        for pool in &mut self.pools {
+            for idx in pool.ready.drain(..) {
+                self.finishing.push((idx, Some(cause.clone())));
+            }
+        }
+        for (idx, slot) in self.slots.iter().enumerate() {
+            if slot.phase == Phase::Pending {
+                self.finishing.push((idx as u32, Some(cause.clone())));
+            }
+        }
+        self.settle();
+    }
+
     /// Whether `worker` was taken out of its pool.
     pub fn is_retired(&self, worker: usize) -> bool {
         self.retired.get(worker).copied().unwrap_or(false)
@@ -577,6 +593,9 @@ impl Engine {
     fn settle(&mut self) {
         let mut ready_types = [false; 2];
         while let Some((idx, failure)) = self.finishing.pop() {
+            if self.slots[idx as usize].phase == Phase::Done {
+                continue; // finished already (aborted together with a producer)
+            }
             let id = task_id(idx, self.slots[idx as usize].gen);
             let slot = &mut self.slots[idx as usize];
             slot.phase = Phase::Done;
@@ -592,6 +611,9 @@ impl Engine {
             let mut fanout = std::mem::take(&mut self.slots[idx as usize].fanout);
             for &c in &fanout {
                 let cs = &mut self.slots[c as usize];
+                if cs.phase == Phase::Done {
+                    continue;
+                }
                 if failed {
                     cs.upstream_failed.get_or_insert(id);
                 }

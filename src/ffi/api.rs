@@ -44,6 +44,7 @@ pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOption
                 level: d.level,
                 heap_ring_size: d.heap_ring_size as u64,
                 alloc_timeout_ms: d.alloc_timeout.as_millis() as u32,
+                shutdown_timeout_ms: d.shutdown_timeout.map_or(0, |t| t.as_millis() as u32),
                 worker_spin_us: d.worker_spin.as_micros() as u32,
                 dispatcher_spin_us: d.wait.spin.as_micros() as u32,
                 wait_spin_us: d.wait.caller_spin.as_micros() as u32,
@@ -82,6 +83,8 @@ pub unsafe extern "C" fn dist_worker_create(
                         size
                     },
                     alloc_timeout: Duration::from_millis(o.alloc_timeout_ms as u64),
+                    shutdown_timeout: (o.shutdown_timeout_ms != 0)
+                        .then(|| Duration::from_millis(o.shutdown_timeout_ms as u64)),
                     worker_spin: Duration::from_micros(o.worker_spin_us as u64),
                     wait: WaitPolicy {
                         spin: Duration::from_micros(o.dispatcher_spin_us as u64),
@@ -339,7 +342,10 @@ pub unsafe extern "C" fn dist_worker_task_tensor(
 /// Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the
 /// library's threads, reaps the children it spawned and frees `worker`.
 /// NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
-/// a drain. No other call on `worker` may run concurrently or follow.
+/// a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
+/// children are then killed with SIGKILL and reaped, their tasks end with
+/// DIST_ERR_TIMEOUT, and the message names them). No other call on `worker`
+/// may run concurrently or follow.
 ///
 /// # Safety
 /// `worker` NULL or from `dist_worker_create`, not shut down before.
