@@ -9,6 +9,11 @@
 //! sleeping child), throughput through 1/4/16/64 children beside the
 //! reference protocol and a pipe-based process pool, and the CPU an idle
 //! pool costs.
+//!
+//! Single measurements, for profiling one path: `TPUT=N` (throughput
+//! through N children), `SLEEPSTAT=1` (round trip to a sleeping child),
+//! `SPLIT=1` (dispatch and wait timed apart). `DIST_BENCH_OPTS` sets the
+//! waiting tunables, e.g. `wait_spin_us=0,worker_spin_us=20`.
 
 use dist_worker::abi::*;
 use dist_worker::ffi::*;
@@ -581,48 +586,51 @@ fn main() {
         "{:<48} {:>10} {:>10}   ratio",
         "round trip (one task, dispatch + wait)", "p50 us", "p99 us"
     );
-    let row = |name: &str, l: Lat, ratio: String| {
-        println!("{name:<48} {:>10.3} {:>10.3}   {ratio}", l.p50, l.p99)
-    };
-    row(
-        "floor: two processes spinning on one word",
-        spin,
-        "1.0x spin floor".into(),
-    );
-    row(
-        "floor: pipe round trip",
-        pipe,
-        format!("{:.1}x spin floor", pipe.p50 / spin.p50),
-    );
-    row(
-        "floor: pipe round trip, child idle 3 ms before",
-        pipe_cold,
-        format!("{:.2}x pipe", pipe_cold.p50 / pipe.p50),
-    );
-    row(
-        "futex wait/wake round trip",
-        fut,
-        format!("{:.2}x pipe", fut.p50 / pipe.p50),
-    );
-    row(
-        "reference protocol (parent polls every 50 us)",
-        reference,
-        format!("{:.0}x spin floor", reference.p50 / spin.p50),
-    );
-    row(
-        "dist-worker, hot child (C API)",
-        hot,
-        format!("{:.1}x spin floor", hot.p50 / spin.p50),
-    );
-    row(
-        "dist-worker, child woken from sleep (C API)",
-        sleeping,
-        format!(
-            "{:.2}x pipe, {:.2}x pipe after idle",
-            sleeping.p50 / pipe.p50,
-            sleeping.p50 / pipe_cold.p50
+    let x = |a: Lat, b: Lat| a.p50 / b.p50;
+    let rows = [
+        (
+            "floor: two processes spinning on one word",
+            spin,
+            "1.0x spin floor".to_string(),
         ),
-    );
+        (
+            "floor: pipe round trip",
+            pipe,
+            format!("{:.1}x spin floor", x(pipe, spin)),
+        ),
+        (
+            "floor: pipe round trip, child idle 3 ms before",
+            pipe_cold,
+            format!("{:.2}x pipe", x(pipe_cold, pipe)),
+        ),
+        (
+            "futex wait/wake round trip",
+            fut,
+            format!("{:.2}x pipe", x(fut, pipe)),
+        ),
+        (
+            "reference protocol (parent polls every 50 us)",
+            reference,
+            format!("{:.0}x spin floor", x(reference, spin)),
+        ),
+        (
+            "dist-worker, hot child (C API)",
+            hot,
+            format!("{:.1}x spin floor", x(hot, spin)),
+        ),
+        (
+            "dist-worker, child woken from sleep (C API)",
+            sleeping,
+            format!(
+                "{:.2}x pipe, {:.2}x pipe after idle",
+                x(sleeping, pipe),
+                x(sleeping, pipe_cold)
+            ),
+        ),
+    ];
+    for (name, l, ratio) in rows {
+        println!("{name:<48} {:>10.3} {:>10.3}   {ratio}", l.p50, l.p99);
+    }
     println!();
     println!(
         "{:<48} {:>12}   ratio",
