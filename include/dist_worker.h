@@ -109,6 +109,12 @@ typedef struct DistWorkerOptions {
    */
   uint32_t alloc_timeout_ms;
   /**
+   * A task running longer than this, in ms, ends with DIST_ERR_TIMEOUT
+   * and its worker leaves the pool (a spawned child is killed). Default
+   * 0 = no deadline.
+   */
+  uint32_t task_timeout_ms;
+  /**
    * How long dist_worker_shutdown waits for dispatched work and for
    * workers to exit, in ms; past it, children are killed with SIGKILL
    * and reaped, and shutdown returns DIST_ERR_TIMEOUT naming them.

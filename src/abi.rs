@@ -215,6 +215,10 @@ pub struct DistWorkerOptions {
     /// How long a dispatch or alloc waits for heap ring space before failing
     /// with DIST_ERR_RESOURCE_EXHAUSTED, in ms. Default 5000; 0 = fail at once.
     pub alloc_timeout_ms: u32,
+    /// A task running longer than this, in ms, ends with DIST_ERR_TIMEOUT
+    /// and its worker leaves the pool (a spawned child is killed). Default
+    /// 0 = no deadline.
+    pub task_timeout_ms: u32,
     /// How long dist_worker_shutdown waits for dispatched work and for
     /// workers to exit, in ms; past it, children are killed with SIGKILL
     /// and reaped, and shutdown returns DIST_ERR_TIMEOUT naming them.

@@ -32,6 +32,9 @@ pub struct WaitPolicy {
     pub idle: Duration,
     /// Host thread in wait/drain: poll this long before sleeping.
     pub caller_spin: Duration,
+    /// A task running longer fails with TIMEOUT and its worker leaves the
+    /// pool (a spawned child is killed). None: no deadline.
+    pub task_timeout: Option<Duration>,
 }
 
 impl Default for WaitPolicy {
@@ -41,6 +44,7 @@ impl Default for WaitPolicy {
             poll: Duration::from_micros(50),
             idle: Duration::from_millis(500),
             caller_spin: Duration::from_micros(5),
+            task_timeout: None,
         }
     }
 }
@@ -187,6 +191,51 @@ impl Progress {
         self.bell.wake(Sleeper::Dispatcher);
     }
 
+    /// Ends tasks past their deadline: each fails with TIMEOUT and its
+    /// worker leaves the pool (a spawned child is killed; the reaper reaps it).
+    pub fn check_deadlines(&self) {
+        let Some(limit) = self.policy.task_timeout else {
+            return;
+        };
+        let limit_ns = limit.as_nanos() as u64;
+        let now = crate::worker::now_ns();
+        for w in self.busy_workers() {
+            if now.saturating_sub(w.launched_at.load(Ordering::Relaxed)) < limit_ns {
+                continue;
+            }
+            let engine = self.lock();
+            // Re-check under the lock: the worker may have finished and
+            // started another task since.
+            let overdue = w.in_flight.load(Ordering::Acquire) != 0
+                && crate::worker::now_ns().saturating_sub(w.launched_at.load(Ordering::Relaxed))
+                    >= limit_ns
+                && !engine.is_retired(w.index);
+            drop(engine);
+            if !overdue {
+                continue;
+            }
+            if let crate::worker::Mode::Spawned(pid) = w.mode {
+                // SAFETY: killing a child this process forked.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            self.retire_worker(
+                w.index,
+                Error::new(
+                    Status::Timeout,
+                    format!("{w} ran its task past the {limit:?} deadline; it leaves the pool"),
+                ),
+            );
+        }
+    }
+
+    /// Longest sleep that still notices an overdue task in time.
+    fn nap_bound(&self, nap: Duration) -> Duration {
+        match self.policy.task_timeout {
+            Some(t) if self.busy() => nap.min((t / 4).max(Duration::from_millis(1))),
+            _ => nap,
+        }
+    }
+
     /// The workers with a task in flight.
     pub fn busy_workers(&self) -> impl Iterator<Item = &Worker> {
         self.workers()
@@ -224,8 +273,12 @@ impl Progress {
             // Spin while work is in flight, reading the clock only now and then.
             if busy && !polling_caller {
                 spins = spins.wrapping_add(1);
-                if !spins.is_multiple_of(64) || last_event.elapsed() < self.policy.spin {
+                if !spins.is_multiple_of(64) {
                     std::hint::spin_loop();
+                    continue;
+                }
+                self.check_deadlines();
+                if last_event.elapsed() < self.policy.spin {
                     continue;
                 }
             }
@@ -243,7 +296,9 @@ impl Progress {
             } else {
                 self.policy.idle
             };
-            self.bell.sleep(Sleeper::Dispatcher, seq, Some(nap));
+            self.bell
+                .sleep(Sleeper::Dispatcher, seq, Some(self.nap_bound(nap)));
+            self.check_deadlines();
             last_event = Instant::now();
         }
     }
@@ -315,7 +370,9 @@ impl Progress {
                 if let Some(d) = deadline {
                     nap = nap.min(d.saturating_duration_since(Instant::now()));
                 }
-                self.bell.sleep(Sleeper::Caller, seq, Some(nap));
+                self.bell
+                    .sleep(Sleeper::Caller, seq, Some(self.nap_bound(nap)));
+                self.check_deadlines();
             } else {
                 std::hint::spin_loop();
             }

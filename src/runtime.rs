@@ -120,16 +120,14 @@ impl Runtime {
         }
         let heap = SharedMap::new(options.heap_ring_size)?;
         let control = SharedMap::new(4096)?;
+        let mut engine = Engine::new(heap.as_ptr() as u64, heap.len() as u64);
+        engine.track_launches = options.wait.task_timeout.is_some();
         // SAFETY: the control page is 4096 bytes, page aligned, and outlives
         // every copy of the doorbell (the runtime joins its threads and reaps
         // its children before dropping it; children keep their own mapping).
         let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
         Ok(Runtime {
-            shared: Arc::new(Progress::new(
-                Engine::new(heap.as_ptr() as u64, heap.len() as u64),
-                bell,
-                options.wait,
-            )),
+            shared: Arc::new(Progress::new(engine, bell, options.wait)),
             life: Mutex::new(Life::Setup(Vec::new())),
             started: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -285,6 +283,7 @@ impl Runtime {
                     mailbox: r.mailbox,
                     in_flight: AtomicU64::new(0),
                     index,
+                    launched_at: AtomicU64::new(0),
                 }
             })
             .collect();

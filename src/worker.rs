@@ -78,6 +78,15 @@ pub struct Worker {
     pub in_flight: AtomicU64,
     /// Index in the pool's worker table.
     pub index: usize,
+    /// When its current task was launched (`now_ns`), for task deadlines.
+    pub launched_at: AtomicU64,
+}
+
+/// Nanoseconds on a monotonic clock shared by the whole process.
+pub fn now_ns() -> u64 {
+    static BASE: once_cell::sync::Lazy<std::time::Instant> =
+        once_cell::sync::Lazy::new(std::time::Instant::now);
+    BASE.elapsed().as_nanos() as u64
 }
 
 impl Worker {

@@ -188,6 +188,8 @@ pub struct Engine {
     ended: Vec<u32>,
     /// Launches so far (the high half of in-flight tokens).
     launches: u32,
+    /// Record launch times (task deadlines are on).
+    pub track_launches: bool,
     /// Whether the latest launch had to wake its worker from sleep: a
     /// waiter then sleeps at once instead of spinning, so the woken worker
     /// can have its core.
@@ -217,6 +219,7 @@ impl Engine {
             ended: Vec::new(),
             launches: 0,
             last_launch_woke: false,
+            track_launches: false,
         }
     }
 
@@ -485,6 +488,11 @@ impl Engine {
                 self.last_launch_woke = mb.publish(state::TASK_READY);
                 launched_deaf |= !worker.rings();
                 self.launches = self.launches.wrapping_add(1);
+                if self.track_launches {
+                    worker
+                        .launched_at
+                        .store(crate::worker::now_ns(), Ordering::Relaxed);
+                }
                 worker
                     .in_flight
                     .store(token(idx, self.launches), Ordering::Release);

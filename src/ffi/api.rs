@@ -44,6 +44,7 @@ pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOption
                 level: d.level,
                 heap_ring_size: d.heap_ring_size as u64,
                 alloc_timeout_ms: d.alloc_timeout.as_millis() as u32,
+                task_timeout_ms: d.wait.task_timeout.map_or(0, |t| t.as_millis() as u32),
                 shutdown_timeout_ms: d.shutdown_timeout.map_or(0, |t| t.as_millis() as u32),
                 worker_spin_us: d.worker_spin.as_micros() as u32,
                 dispatcher_spin_us: d.wait.spin.as_micros() as u32,
@@ -91,6 +92,8 @@ pub unsafe extern "C" fn dist_worker_create(
                         caller_spin: Duration::from_micros(o.wait_spin_us as u64),
                         // A zero interval would spin the dispatcher: at least 1 µs.
                         poll: Duration::from_micros(o.poll_interval_us.max(1) as u64),
+                        task_timeout: (o.task_timeout_ms != 0)
+                            .then(|| Duration::from_millis(o.task_timeout_ms as u64)),
                         ..WaitPolicy::default()
                     },
                 }
