@@ -651,6 +651,18 @@ DistStatus dist_worker_shutdown(struct DistWorker *worker);
 DistStatus dist_child_serve(void *mailbox, DistTaskFn fn, void *user);
 
 /**
+ * Called from inside a callable (in a child or on a pool thread): a short
+ * message (cut to 256 bytes) that travels back with the callable's non-zero
+ * return and joins the task's failure message ("... returned error 5 from
+ * callable 0x7: disk full"). Ignored if the callable returns 0. It uses
+ * reserved mailbox bytes that reference children leave zero.
+ *
+ * # Safety
+ * `message` must be NULL or a NUL-terminated string.
+ */
+DistStatus dist_child_set_error_message(const char *message);
+
+/**
  * Message of the last failure on the calling thread: valid until the next
  * failing call on that thread; an empty string when there was none.
  */

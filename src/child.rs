@@ -21,6 +21,22 @@ pub const ERROR_BAD_BLOB: i32 = -(Status::Protocol as i32);
 /// Error code a serving side reports when its handler panicked.
 pub const ERROR_HANDLER_PANIC: i32 = -(Status::Panic as i32);
 
+thread_local! {
+    /// The message the running callable set for its failure.
+    static MESSAGE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Called by a callable while it runs: a short message (at most 256 bytes)
+/// that travels back with a non-zero error and joins the task's failure
+/// message. Ignored when the callable returns 0.
+pub fn set_error_message(message: &[u8]) {
+    MESSAGE.with(|m| {
+        let mut m = m.borrow_mut();
+        m.clear();
+        m.extend_from_slice(&message[..message.len().min(crate::mailbox::MESSAGE_CAPACITY)]);
+    });
+}
+
 /// How a serving side waits and whom it tells when a task is done.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -62,6 +78,7 @@ pub fn serve(
             state::TASK_READY => {
                 let callable = mailbox.callable();
                 let config = mailbox.config();
+                MESSAGE.with(|m| m.borrow_mut().clear());
                 let error = match blob::decode(mailbox.blob()) {
                     Ok(view) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         handler(callable, &view, &config)
@@ -69,6 +86,14 @@ pub fn serve(
                     .unwrap_or(ERROR_HANDLER_PANIC),
                     Err(_) => ERROR_BAD_BLOB,
                 };
+                if error != 0 {
+                    MESSAGE.with(|m| {
+                        let m = m.borrow();
+                        if !m.is_empty() {
+                            mailbox.set_message(&m);
+                        }
+                    });
+                }
                 mailbox.complete(error);
                 // Ring only if the completion is still unclaimed: a parent
                 // spinning on this mailbox has taken it already.

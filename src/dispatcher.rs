@@ -50,10 +50,10 @@ impl Default for WaitPolicy {
 }
 
 /// What a poll found on one worker.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Claim {
-    /// TASK_DONE with this error code.
-    Done(i32),
+    /// TASK_DONE with this error code (and, on failure, the child's message).
+    Done(i32, Option<String>),
     /// A state the protocol does not allow while a task is in flight.
     Broken(u32),
 }
@@ -127,7 +127,7 @@ impl Progress {
                 // reference child written in Python (struct.pack_into) zeroes
                 // the word before writing TASK_DONE. Look again later.
                 state::TASK_READY | state::IDLE => continue,
-                state::TASK_DONE => Claim::Done(w.mailbox.error()),
+                state::TASK_DONE => Claim::Done(w.mailbox.error(), None),
                 other => Claim::Broken(other),
             };
             if w.in_flight
@@ -136,12 +136,22 @@ impl Progress {
             {
                 continue;
             }
-            if let Claim::Done(_) = claim {
-                w.mailbox.set_state(state::IDLE);
-            }
+            let claim = match claim {
+                Claim::Done(error, _) => {
+                    // Read before IDLE hands the mailbox back.
+                    let message = if error != 0 {
+                        w.mailbox.message()
+                    } else {
+                        None
+                    };
+                    w.mailbox.set_state(state::IDLE);
+                    Claim::Done(error, message)
+                }
+                broken => broken,
+            };
             let e = engine.get_or_insert_with(|| self.lock());
             match claim {
-                Claim::Done(error) => e.complete(w.index, tok, error),
+                Claim::Done(error, message) => e.complete(w.index, tok, error, message),
                 Claim::Broken(s) => {
                     let err = Error::new(
                         Status::Protocol,

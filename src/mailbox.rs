@@ -25,6 +25,11 @@ pub const OFF_ARGS: usize = abi::DIST_MAILBOX_OFF_ARGS as usize;
 pub const ARGS_CAPACITY: usize = abi::DIST_MAILBOX_ARGS_CAPACITY as usize;
 /// Offset of the `waiter` extension word.
 pub const OFF_WAITER: usize = 32;
+/// Offset of the `message_len` extension word: bytes of an error message a
+/// library child left at the start of the blob area with its TASK_DONE.
+pub const OFF_MESSAGE_LEN: usize = 36;
+/// Longest error message a child can return.
+pub const MESSAGE_CAPACITY: usize = 256;
 
 /// State word values.
 pub mod state {
@@ -129,6 +134,7 @@ impl Mailbox {
     /// Only valid while the parent owns the mailbox.
     pub fn write_task(&self, callable: u64, config: &DistCallConfig, blob: &[u8]) {
         assert!(blob.len() <= ARGS_CAPACITY, "blob checked at submit");
+        self.u32_at(OFF_MESSAGE_LEN).store(0, Ordering::Relaxed);
         self.u64_at(abi::DIST_MAILBOX_OFF_CALLABLE as usize)
             .store(callable, Ordering::Relaxed);
         let words = [
@@ -199,6 +205,31 @@ impl Mailbox {
         // SAFETY: OFF_ARGS..SIZE lies inside the mailbox; the parent does not
         // write it while the state is TASK_READY.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(OFF_ARGS), ARGS_CAPACITY) }
+    }
+
+    /// Serving side, before `complete`: leaves an error message (cut to
+    /// `MESSAGE_CAPACITY` bytes) in the blob area, which the task no longer needs.
+    pub fn set_message(&self, message: &[u8]) {
+        let n = message.len().min(MESSAGE_CAPACITY);
+        // SAFETY: the serving side owns the mailbox (TASK_READY); the blob
+        // area holds at least MESSAGE_CAPACITY bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), self.base.as_ptr().add(OFF_ARGS), n)
+        };
+        self.u32_at(OFF_MESSAGE_LEN)
+            .store(n as u32, Ordering::Relaxed);
+    }
+
+    /// Parent side, at TASK_DONE: the message a library child left, if any.
+    /// Reference children never write it, and `write_task` clears it.
+    pub fn message(&self) -> Option<String> {
+        let n = self.u32_at(OFF_MESSAGE_LEN).load(Ordering::Relaxed) as usize;
+        if n == 0 || n > MESSAGE_CAPACITY {
+            return None;
+        }
+        // SAFETY: the parent owns the mailbox at TASK_DONE; n is in bounds.
+        let bytes = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(OFF_ARGS), n) };
+        Some(String::from_utf8_lossy(bytes).into_owned())
     }
 
     /// Serving side: reports a finished task.

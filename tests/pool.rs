@@ -274,3 +274,45 @@ fn bad_input_is_refused() {
     );
     rt.shutdown().unwrap();
 }
+
+#[test]
+fn a_child_can_say_why_it_failed() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let fail = |_: u64, v: &dist_worker::blob::TaskView<'_>, _: &DistCallConfig| {
+        if v.scalars.first() == Some(&1) {
+            dist_worker::child::set_error_message(b"disk full");
+            5
+        } else {
+            // A message without a failure is ignored.
+            dist_worker::child::set_error_message(b"ignored");
+            0
+        }
+    };
+    rt.spawn(WorkerType::Sub, Box::new(fail)).unwrap();
+    rt.add_thread(WorkerType::NextLevel, Box::new(fail))
+        .unwrap();
+    for ty in [WorkerType::Sub, WorkerType::NextLevel] {
+        let (bad, good) = ([1u64], [0u64]);
+        let a = [Args {
+            tensors: &[],
+            tags: None,
+            scalars: &bad,
+        }];
+        let e = rt.wait(rt.submit(&spec(ty, 7, &a)).unwrap()).unwrap_err();
+        assert_eq!(e.status, Status::TaskFailed);
+        assert!(
+            e.message
+                .ends_with("returned error 5 from callable 0x7: disk full"),
+            "{}",
+            e.message
+        );
+        let a = [Args {
+            tensors: &[],
+            tags: None,
+            scalars: &good,
+        }];
+        rt.wait(rt.submit(&spec(ty, 7, &a)).unwrap()).unwrap();
+    }
+    let _ = rt.drain();
+    rt.shutdown().unwrap();
+}

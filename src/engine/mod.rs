@@ -507,7 +507,7 @@ impl Engine {
 
     /// Records that `worker` finished its task member with `error` (0 = ok).
     /// The caller has claimed the completion and stored IDLE.
-    pub fn complete(&mut self, worker: usize, token: u64, error: i32) {
+    pub fn complete(&mut self, worker: usize, token: u64, error: i32, message: Option<String>) {
         let idx = token_slot(token);
         let workers = self.workers.clone().expect("started");
         let w = &workers[worker];
@@ -516,9 +516,10 @@ impl Engine {
             Error::new(
                 Status::TaskFailed,
                 format!(
-                    "task {:#x}: {w} returned error {error} from callable {:#x}",
+                    "task {:#x}: {w} returned error {error} from callable {:#x}{}",
                     task_id(idx, slot.gen),
-                    slot.callable
+                    slot.callable,
+                    message.map_or(String::new(), |m| format!(": {m}"))
                 ),
             )
         });

@@ -384,6 +384,27 @@ pub unsafe extern "C" fn dist_child_serve(
     })
 }
 
+/// Called from inside a callable (in a child or on a pool thread): a short
+/// message (cut to 256 bytes) that travels back with the callable's non-zero
+/// return and joins the task's failure message ("... returned error 5 from
+/// callable 0x7: disk full"). Ignored if the callable returns 0. It uses
+/// reserved mailbox bytes that reference children leave zero.
+///
+/// # Safety
+/// `message` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn dist_child_set_error_message(message: *const c_char) -> DistStatus {
+    guard("dist_child_set_error_message", || {
+        if message.is_null() {
+            return Err(null("message"));
+        }
+        // SAFETY: per the contract above.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(message) }.to_bytes();
+        child::set_error_message(bytes);
+        Ok(())
+    })
+}
+
 /// Message of the last failure on the calling thread: valid until the next
 /// failing call on that thread; an empty string when there was none.
 #[no_mangle]
