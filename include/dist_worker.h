@@ -228,6 +228,12 @@ typedef int32_t (*DistTaskFn)(void *user,
                               const struct DistCallConfig *config);
 
 /**
+ * Init function of a spawned child, run in the child before it serves:
+ * returns 0 when ready, a non-zero error code when the child cannot serve.
+ */
+typedef int32_t (*DistInitFn)(void *user);
+
+/**
  * How a task uses a tensor argument; consumed at submit time, never sent (int32).
  */
 typedef int32_t DistTensorArgType;
@@ -474,6 +480,17 @@ typedef int32_t DistMailboxState;
  */
 #define DIST_MAILBOX_SHUTDOWN 3
 
+/**
+ * Extension: a child spawned by the library reports that its init function
+ * failed (the error field holds the code).
+ */
+#define DIST_MAILBOX_INIT_FAILED 4
+
+/**
+ * Extension: a child spawned by the library announces it is ready to serve.
+ */
+#define DIST_MAILBOX_CHILD_READY 5
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -532,6 +549,23 @@ DistStatus dist_worker_spawn(struct DistWorker *worker,
                              DistTaskFn fn,
                              void *user,
                              int32_t *out_pid);
+
+/**
+ * As `dist_worker_spawn`, running `init(user)` in the child before it
+ * serves. A child whose init returns non-zero (or that dies first) makes
+ * `dist_worker_start` (or the first dispatch) fail with
+ * DIST_ERR_CHILD_DIED naming the worker and the code; every child is then
+ * reaped and the worker only accepts `dist_worker_shutdown`.
+ *
+ * # Safety
+ * As `dist_worker_spawn`; `init` is called in the child with `user`.
+ */
+DistStatus dist_worker_spawn_with_init(struct DistWorker *worker,
+                                       DistWorkerType type,
+                                       DistInitFn init,
+                                       DistTaskFn fn,
+                                       void *user,
+                                       int32_t *out_pid);
 
 /**
  * Starts the pool (threads and dispatcher). Also done by the first

@@ -98,6 +98,12 @@ pub const DIST_MAILBOX_TASK_DONE: DistMailboxState = 2;
 /// The child must leave its loop and exit.
 pub const DIST_MAILBOX_SHUTDOWN: DistMailboxState = 3;
 
+/// Extension: a child spawned by the library reports that its init function
+/// failed (the error field holds the code).
+pub const DIST_MAILBOX_INIT_FAILED: DistMailboxState = 4;
+/// Extension: a child spawned by the library announces it is ready to serve.
+pub const DIST_MAILBOX_CHILD_READY: DistMailboxState = 5;
+
 /// Size of one mailbox in bytes.
 pub const DIST_MAILBOX_SIZE: u32 = 4096;
 /// Offset of the int32 state word.
@@ -237,6 +243,10 @@ pub struct DistWorkerOptions {
     /// doorbell (a caller-owned child) has work in flight, in µs. Default 50.
     pub poll_interval_us: u32,
 }
+
+/// Init function of a spawned child, run in the child before it serves:
+/// returns 0 when ready, a non-zero error code when the child cannot serve.
+pub type DistInitFn = Option<unsafe extern "C" fn(user: *mut c_void) -> i32>;
 
 /// A callable: returns 0 on success, a non-zero error code on failure.
 pub type DistTaskFn = Option<

@@ -41,6 +41,12 @@ pub mod state {
     pub const TASK_DONE: u32 = 2;
     /// Serving side must exit.
     pub const SHUTDOWN: u32 = 3;
+    /// Extension, written by a spawned child before it serves: its init
+    /// function failed (the error field holds the code).
+    pub const INIT_FAILED: u32 = 4;
+    /// Extension, written by a spawned child before it serves: it is ready.
+    /// The parent answers with IDLE when the pool starts.
+    pub const CHILD_READY: u32 = 5;
 }
 
 /// The config defaults of the wire contract: block_dim 24, aicpu_thread_num 3, flags off.
@@ -232,6 +238,18 @@ impl Mailbox {
         Some(String::from_utf8_lossy(bytes).into_owned())
     }
 
+    /// Serving side, before its loop: announces readiness (`error == 0`) or
+    /// a failed init (its code).
+    pub fn announce(&self, error: i32) {
+        if error == 0 {
+            self.set_state(state::CHILD_READY);
+        } else {
+            self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
+                .store(error, Ordering::Relaxed);
+            self.set_state(state::INIT_FAILED);
+        }
+    }
+
     /// Serving side: reports a finished task.
     pub fn complete(&self, error: i32) {
         self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
@@ -250,7 +268,7 @@ impl Mailbox {
         nap: Duration,
         keep_going: impl Fn() -> bool,
     ) -> Option<u32> {
-        let idle = |s: u32| s == state::IDLE || s == state::TASK_DONE;
+        let idle = |s: u32| matches!(s, state::IDLE | state::TASK_DONE | state::CHILD_READY);
         let start = std::time::Instant::now();
         let mut round = 0u32;
         while !spin.is_zero() {

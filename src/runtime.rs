@@ -66,6 +66,9 @@ impl Default for Options {
     }
 }
 
+/// An init function run in a spawned child before it serves (0 = ready).
+pub type Init = Box<dyn FnOnce() -> i32 + Send>;
+
 /// A worker registered before start.
 struct Registration {
     ty: WorkerType,
@@ -212,6 +215,17 @@ impl Runtime {
     /// Forks a child that serves `handler` on a library-owned mailbox.
     /// Returns its pid.
     pub fn spawn(&self, ty: WorkerType, handler: Handler) -> Result<i32> {
+        self.spawn_with_init(ty, None, handler)
+    }
+
+    /// As `spawn`, running `init` in the child first: a non-zero return
+    /// means the child cannot serve, and `start` reports it.
+    pub fn spawn_with_init(
+        &self,
+        ty: WorkerType,
+        init: Option<Init>,
+        handler: Handler,
+    ) -> Result<i32> {
         let mut life = lock(&self.life);
         let Life::Setup(regs) = &mut *life else {
             return fail(
@@ -242,6 +256,11 @@ impl Runtime {
             if sys::getppid() != parent {
                 return 1; // the parent died before the signal was armed
             }
+            let status = init.map_or(0, |f| f());
+            mailbox.announce(status);
+            if status != 0 {
+                return 1;
+            }
             match child::serve(mailbox, &mut *handler, &opts) {
                 Ok(()) => 0,
                 Err(_) => 1,
@@ -269,6 +288,20 @@ impl Runtime {
             Life::Running(_) => return Ok(()),
             Life::Closed => return fail(Status::ShutDown, "the worker is shut down"),
         };
+        if let Err(e) = self.await_children(&regs) {
+            drop(life);
+            for r in &regs {
+                r.mailbox.publish(state::SHUTDOWN);
+            }
+            *lock(&self.life) = Life::Closed;
+            self.closing.store(true, Ordering::Release);
+            for pid in lock(&self.children).drain(..) {
+                // SAFETY: ending a child this runtime forked; it is reaped next.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = sys::wait_child(pid, true);
+            }
+            return Err(e);
+        }
         let mut handlers = Vec::new();
         let workers: Arc<[Worker]> = regs
             .into_iter()
@@ -296,6 +329,51 @@ impl Runtime {
         *life = Life::Running(threads);
         self.started.store(true, Ordering::Release);
         result
+    }
+
+    /// Waits for every spawned child to announce it is ready (then answers
+    /// IDLE), and reports the first one whose init failed or that died first.
+    fn await_children(&self, regs: &[Registration]) -> Result<()> {
+        let deadline = Instant::now()
+            + self
+                .options
+                .shutdown_timeout
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        for (index, r) in regs.iter().enumerate() {
+            let Mode::Spawned(pid) = r.mode else { continue };
+            let who = format!("{} worker {index} (child pid {pid})", r.ty);
+            loop {
+                match r.mailbox.state() {
+                    state::CHILD_READY => {
+                        r.mailbox.set_state(state::IDLE);
+                        break;
+                    }
+                    state::INIT_FAILED => {
+                        let code = r.mailbox.error();
+                        return fail(
+                            Status::ChildDied,
+                            format!("{who}: its init function failed with error {code}"),
+                        );
+                    }
+                    _ => {}
+                }
+                if let Ok(Some(how)) = sys::wait_child(pid, false) {
+                    lock(&self.children).retain(|&p| p != pid);
+                    return fail(
+                        Status::ChildDied,
+                        format!("{who} {how} before it was ready"),
+                    );
+                }
+                if Instant::now() >= deadline {
+                    return fail(
+                        Status::Timeout,
+                        format!("{who} did not become ready in time"),
+                    );
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        Ok(())
     }
 
     fn start_threads(

@@ -173,6 +173,39 @@ pub unsafe extern "C" fn dist_worker_spawn(
     })
 }
 
+/// As `dist_worker_spawn`, running `init(user)` in the child before it
+/// serves. A child whose init returns non-zero (or that dies first) makes
+/// `dist_worker_start` (or the first dispatch) fail with
+/// DIST_ERR_CHILD_DIED naming the worker and the code; every child is then
+/// reaped and the worker only accepts `dist_worker_shutdown`.
+///
+/// # Safety
+/// As `dist_worker_spawn`; `init` is called in the child with `user`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_spawn_with_init(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    init: DistInitFn,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+    out_pid: *mut i32,
+) -> DistStatus {
+    guard("dist_worker_spawn_with_init", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        let init = init.ok_or_else(|| null("init"))?;
+        let handler = convert::handler(r#fn, user)?;
+        let user = convert::SendPtr(user);
+        // SAFETY: `init` is the caller's function, called once in the child.
+        let init: crate::runtime::Init = Box::new(move || unsafe { init(user.get()) });
+        let pid = w.spawn_with_init(ty, Some(init), handler)?;
+        // SAFETY: per the contract above.
+        unsafe { put(out_pid, pid) };
+        Ok(())
+    })
+}
+
 /// Starts the pool (threads and dispatcher). Also done by the first
 /// dispatch. Calling it again is a no-op.
 ///

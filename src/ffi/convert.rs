@@ -116,6 +116,21 @@ pub unsafe fn mailbox(p: *mut c_void) -> Result<Mailbox> {
     Ok(unsafe { Mailbox::from_raw(base) })
 }
 
+/// A user pointer handed to a function that runs in a forked child.
+#[derive(Clone, Copy)]
+pub struct SendPtr(pub *mut c_void);
+
+// SAFETY: it only crosses into the child process created by fork; the
+// caller vouches for its use there.
+unsafe impl Send for SendPtr {}
+
+impl SendPtr {
+    /// The pointer.
+    pub fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
 /// A C callable and its user pointer.
 struct CCallable {
     f: unsafe extern "C" fn(*mut c_void, u64, *const DistTaskView, *const DistCallConfig) -> i32,

@@ -1,0 +1,83 @@
+//! Start-up: a spawned child runs its init function before it serves and
+//! announces readiness; a failed init, or a child that dies first, makes
+//! start fail naming the worker, with no child left behind.
+
+use dist_worker::worker::WorkerType;
+use dist_worker::{Options, Runtime, Status};
+
+fn gone(pid: i32) -> bool {
+    // SAFETY: waitpid on a pid forked through the runtime.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) == -1 }
+}
+
+#[test]
+fn a_failed_init_fails_start_and_leaves_no_child() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let ok = rt
+        .spawn_with_init(WorkerType::Sub, Some(Box::new(|| 0)), Box::new(|_, _, _| 0))
+        .unwrap();
+    let bad = rt
+        .spawn_with_init(
+            WorkerType::NextLevel,
+            Some(Box::new(|| 7)),
+            Box::new(|_, _, _| 0),
+        )
+        .unwrap();
+    let e = rt.start().unwrap_err();
+    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
+    assert!(
+        e.message
+            .contains(&format!("NEXT_LEVEL worker 1 (child pid {bad})")),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("error 7"), "{}", e.message);
+    assert!(gone(ok) && gone(bad), "every child reaped");
+    assert_eq!(rt.start().unwrap_err().status, Status::ShutDown);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn a_child_that_dies_before_it_is_ready_fails_start() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let pid = rt
+        .spawn_with_init(
+            WorkerType::Sub,
+            // SAFETY: the child leaves at once, as a crashing init would.
+            Some(Box::new(|| unsafe { libc::_exit(3) })),
+            Box::new(|_, _, _| 0),
+        )
+        .unwrap();
+    let e = rt.start().unwrap_err();
+    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
+    assert!(
+        e.message
+            .contains("exited with status 3 before it was ready"),
+        "{}",
+        e.message
+    );
+    assert!(gone(pid));
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn ready_children_serve() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    for _ in 0..3 {
+        rt.spawn_with_init(WorkerType::Sub, Some(Box::new(|| 0)), Box::new(|_, _, _| 0))
+            .unwrap();
+    }
+    rt.start().unwrap();
+    let none = [dist_worker::blob::Args::default()];
+    let spec = dist_worker::engine::TaskSpec {
+        ty: WorkerType::Sub,
+        callable: 1,
+        config: Default::default(),
+        members: &none[..],
+    };
+    for _ in 0..100 {
+        rt.wait(rt.submit(&spec).unwrap()).unwrap();
+    }
+    rt.drain().unwrap();
+    rt.shutdown().unwrap();
+}
