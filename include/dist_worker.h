@@ -525,6 +525,17 @@ DistStatus dist_worker_create(const struct DistWorkerOptions *options,
 DistStatus dist_worker_add_process(struct DistWorker *worker, DistWorkerType type, void *mailbox);
 
 /**
+ * Names the process (`pid`) that serves a mailbox registered with
+ * `dist_worker_add_process`, so that its death is noticed at once: its
+ * task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
+ * The caller still reaps its own child. Before start only.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_set_process_pid(struct DistWorker *worker, void *mailbox, int32_t pid);
+
+/**
  * Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
  *
  * # Safety

@@ -1,4 +1,5 @@
-//! The reaper: one thread that learns at once when a spawned child dies.
+//! The reaper: one thread that learns at once when a worker's process dies
+//! (a child it spawned, or a caller-owned one whose pid the caller named).
 //!
 //! Owned by: the `Runtime`, started with the pool when it spawned children,
 //! stopped at shutdown before SHUTDOWN is written (so normal exits are not
@@ -20,6 +21,9 @@ pub struct Watched {
     pub pid: i32,
     /// Readable once it exits.
     pub pidfd: OwnedFd,
+    /// Whether this runtime reaps it (it forked it); a caller-owned child
+    /// is left for the caller to reap.
+    pub reap: bool,
 }
 
 /// The reaper thread's body: runs until `stop` is signalled.
@@ -41,10 +45,14 @@ pub fn run(
         // Highest index first, so removals keep the others' positions.
         for &i in ready.iter().rev() {
             let w = watched.remove(i - 1);
-            let how = match sys::wait_child(w.pid, true) {
-                Ok(Some(status)) => status.to_string(),
-                Ok(None) => "exited".to_string(),
-                Err(e) => e.message,
+            let how = if w.reap {
+                match sys::wait_child(w.pid, true) {
+                    Ok(Some(status)) => status.to_string(),
+                    Ok(None) => "exited".to_string(),
+                    Err(e) => e.message,
+                }
+            } else {
+                "exited".to_string()
             };
             children
                 .lock()

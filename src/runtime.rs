@@ -192,10 +192,38 @@ impl Runtime {
         }
         self.register(Registration {
             ty,
-            mode: Mode::External,
+            mode: Mode::External(None),
             mailbox,
             handler: None,
         })
+    }
+
+    /// Names the process that serves a caller-owned mailbox registered with
+    /// `add_process`, so its death is noticed (the caller still reaps it).
+    pub fn set_process_pid(&self, mailbox: Mailbox, pid: i32) -> Result<()> {
+        if pid <= 0 {
+            return fail(
+                Status::InvalidArgument,
+                format!("pid {pid} is not a process id"),
+            );
+        }
+        let mut life = lock(&self.life);
+        let Life::Setup(regs) = &mut *life else {
+            return fail(Status::BadState, "a pid is named before the pool starts");
+        };
+        let Some(r) = regs.iter_mut().find(|r| {
+            r.mailbox.as_ptr() == mailbox.as_ptr() && matches!(r.mode, Mode::External(_))
+        }) else {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} was not registered with add_process",
+                    mailbox.as_ptr()
+                ),
+            );
+        };
+        r.mode = Mode::External(Some(pid));
+        Ok(())
     }
 
     /// Registers a THREAD worker: `handler` runs on a pool thread.
@@ -412,13 +440,19 @@ impl Runtime {
         // without pidfd_open go without: a dead child is then not noticed).
         let watched: Vec<Watched> = workers
             .iter()
-            .filter_map(|w| match w.mode {
-                Mode::Spawned(pid) => Some(Watched {
+            .filter_map(|w| {
+                let (pid, reap) = match w.mode {
+                    Mode::Spawned(pid) => (pid, true),
+                    Mode::External(Some(pid)) => (pid, false),
+                    _ => return None,
+                };
+                let pidfd = sys::pidfd_open(pid).ok()?;
+                Some(Watched {
                     worker: w.index,
                     pid,
-                    pidfd: sys::pidfd_open(pid).ok()?,
-                }),
-                _ => None,
+                    pidfd,
+                    reap,
+                })
             })
             .collect();
         if !watched.is_empty() {

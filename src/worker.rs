@@ -60,8 +60,9 @@ pub enum Mode {
     Thread,
     /// In a child process the library forked (its pid).
     Spawned(i32),
-    /// In a process the caller started, reached through its mailbox.
-    External,
+    /// In a process the caller started, reached through its mailbox (and
+    /// its pid, if the caller named it, so its death is noticed).
+    External(Option<i32>),
 }
 
 /// One worker of a started pool.
@@ -92,7 +93,7 @@ pub fn now_ns() -> u64 {
 impl Worker {
     /// Whether it rings the doorbell on completion (library-run serving loops do).
     pub fn rings(&self) -> bool {
-        !matches!(self.mode, Mode::External)
+        !matches!(self.mode, Mode::External(_))
     }
 }
 
@@ -101,9 +102,16 @@ impl fmt::Display for Worker {
         match self.mode {
             Mode::Thread => write!(f, "{} worker {} (thread)", self.ty, self.index),
             Mode::Spawned(pid) => write!(f, "{} worker {} (child pid {pid})", self.ty, self.index),
-            Mode::External => write!(
+            Mode::External(None) => write!(
                 f,
                 "{} worker {} (process, mailbox {:p})",
+                self.ty,
+                self.index,
+                self.mailbox.as_ptr()
+            ),
+            Mode::External(Some(pid)) => write!(
+                f,
+                "{} worker {} (process pid {pid}, mailbox {:p})",
                 self.ty,
                 self.index,
                 self.mailbox.as_ptr()

@@ -105,3 +105,61 @@ fn dead_children_fail_their_task_and_leave_the_pool() {
         );
     }
 }
+
+#[test]
+fn a_caller_owned_child_named_by_pid_is_noticed_and_left_to_the_caller() {
+    use dist_worker::child::{self, ServeOptions};
+    use dist_worker::mailbox::OwnedMailbox;
+    let rt = Runtime::new(Options::default()).unwrap();
+    let owned = OwnedMailbox::new().unwrap();
+    let mb = owned.handle();
+    // SAFETY: the child only serves the mailbox and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let r = child::serve(
+            mb,
+            &mut |_, v, _| {
+                if v.scalars.first() == Some(&9) {
+                    // SAFETY: the child kills itself mid-task.
+                    unsafe { libc::raise(libc::SIGKILL) };
+                }
+                0
+            },
+            &ServeOptions::default(),
+        );
+        // SAFETY: leave the forked child at once.
+        unsafe { libc::_exit(r.is_err() as i32) };
+    }
+    rt.add_process(WorkerType::Sub, mb).unwrap();
+    rt.set_process_pid(mb, pid).unwrap();
+    assert_eq!(
+        rt.set_process_pid(mb, 0).unwrap_err().status,
+        Status::InvalidArgument
+    );
+    let none = [Args::default()];
+    rt.wait(rt.submit(&spec(&none)).unwrap()).unwrap();
+    let die = [9u64];
+    let a = [Args {
+        tensors: &[],
+        tags: None,
+        scalars: &die,
+    }];
+    let e = rt.wait(rt.submit(&spec(&a)).unwrap()).unwrap_err();
+    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
+    assert!(
+        e.message.contains(&format!("process pid {pid}")),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        rt.submit(&spec(&none)).unwrap_err().status,
+        Status::NoWorker
+    );
+    let _ = rt.drain();
+    rt.shutdown().unwrap();
+    // The library left the caller's child for the caller to reap.
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFSIGNALED(status));
+}

@@ -128,6 +128,28 @@ pub unsafe extern "C" fn dist_worker_add_process(
     })
 }
 
+/// Names the process (`pid`) that serves a mailbox registered with
+/// `dist_worker_add_process`, so that its death is noticed at once: its
+/// task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
+/// The caller still reaps its own child. Before start only.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_set_process_pid(
+    worker: *mut DistWorker,
+    mailbox: *mut c_void,
+    pid: i32,
+) -> DistStatus {
+    guard("dist_worker_set_process_pid", || {
+        // SAFETY: per the contract above.
+        let w = unsafe { self::worker(worker) }?;
+        // SAFETY: only compared with registered mailboxes, never dereferenced here.
+        let mb = unsafe { convert::mailbox(mailbox) }?;
+        w.set_process_pid(mb, pid)
+    })
+}
+
 /// Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
 ///
 /// # Safety
