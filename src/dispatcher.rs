@@ -168,6 +168,10 @@ impl Progress {
         if let Some(e) = engine {
             self.epoch.fetch_add(1, Ordering::Release);
             self.notify(&e);
+            drop(e);
+            // A host thread asleep in wait/drain was not rung for these (the
+            // worker saw them claimed): wake it to look.
+            self.bell.wake_callers_if_asleep();
         }
         handled
     }

@@ -408,6 +408,15 @@ impl Doorbell {
         }
     }
 
+    /// Wakes host threads asleep waiting, if any: a completion handed over
+    /// by someone else (the dispatcher) may be the one they wait for.
+    pub fn wake_callers_if_asleep(&self) {
+        fence(Ordering::SeqCst);
+        if self.word(CALLERS_ASLEEP).load(Ordering::Relaxed) != 0 {
+            self.wake(Sleeper::Caller);
+        }
+    }
+
     /// Wakes every sleeper of that kind unconditionally.
     pub fn wake(&self, who: Sleeper) {
         let (seq, _) = self.words(who);
