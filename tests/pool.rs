@@ -316,3 +316,27 @@ fn a_child_can_say_why_it_failed() {
     let _ = rt.drain();
     rt.shutdown().unwrap();
 }
+
+#[test]
+fn a_mailbox_written_while_idle_takes_its_worker_out() {
+    // A caller-owned "child" that writes TASK_READY (or garbage) on its own.
+    let rt = Runtime::new(Options::default()).unwrap();
+    let rogue = OwnedMailbox::new().unwrap();
+    rt.add_process(WorkerType::Sub, rogue.handle()).unwrap();
+    rt.add_thread(WorkerType::Sub, Box::new(|_, _, _| 0))
+        .unwrap();
+    rt.start().unwrap();
+    rogue.handle().set_state(1);
+    // Tasks still run, on the other worker; none is lost.
+    for _ in 0..20 {
+        rt.wait(
+            rt.submit(&spec(WorkerType::Sub, 1, &[Args::default()]))
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    let e = rt.drain().unwrap_err();
+    assert_eq!(e.status, Status::Protocol, "{}", e.message);
+    assert!(e.message.contains("held state 1"), "{}", e.message);
+    rt.shutdown().unwrap();
+}

@@ -475,6 +475,29 @@ impl Engine {
             else {
                 break;
             };
+            // The workers about to be used must be IDLE: a mailbox that holds
+            // anything else (a child wrote TASK_READY, or garbage) breaks the
+            // protocol, and that worker leaves the pool before any task is lost.
+            let n = self.slots[idx as usize].members() as usize;
+            let top = &pool.idle[pool.idle.len() - n..];
+            if let Some(&bad) = top
+                .iter()
+                .find(|&&w| workers[w as usize].mailbox.state() != state::IDLE)
+            {
+                let w = &workers[bad as usize];
+                let e = Error::new(
+                    Status::Protocol,
+                    format!(
+                        "{w} held state {} in its mailbox while idle; it leaves the pool",
+                        w.mailbox.state()
+                    ),
+                );
+                if self.first_failure.is_none() {
+                    self.first_failure = Some(e.clone());
+                }
+                self.retire(bad as usize, 0, e);
+                return; // retire launched what it could
+            }
             self.pools[ty.index()].ready.pop_front();
             let slot = &mut self.slots[idx as usize];
             slot.phase = Phase::Running;
@@ -483,7 +506,6 @@ impl Engine {
                 let worker = &workers[w as usize];
                 let slot = &self.slots[idx as usize];
                 let mb = &worker.mailbox;
-                debug_assert_eq!(mb.state(), state::IDLE);
                 mb.write_task(slot.callable, &slot.config, slot.blob(m));
                 self.last_launch_woke = mb.publish(state::TASK_READY);
                 launched_deaf |= !worker.rings();
