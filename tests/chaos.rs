@@ -4,6 +4,9 @@
 //! run because a producer failed); drain and shutdown return; and nothing is
 //! left: no child, zombie, thread, file descriptor or mapping.
 
+mod common;
+
+use common::Rng;
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_INOUT};
 use dist_worker::blob::Args;
 use dist_worker::dispatcher::WaitPolicy;
@@ -13,16 +16,6 @@ use dist_worker::worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 const POOLS: u64 = 10;
 const PER_POOL: u64 = 10_000;

@@ -7,26 +7,11 @@
 
 mod common;
 
-use common::{Harness, Timeline, Workers};
+use common::{Harness, Rng, Timeline, Workers};
 use dist_worker::abi::*;
 use dist_worker::worker::WorkerType;
 use dist_worker::{Options, Status};
 use std::collections::HashMap;
-
-/// xorshift64*: a seeded generator, so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct Planned {
     no: u64,

@@ -5,33 +5,14 @@
 //! every refusal must be a known status with a message; and once everything
 //! is drained and every scope closed, nothing is left behind.
 
+mod common;
+
+use common::Rng;
 use dist_worker::abi::*;
 use dist_worker::ffi::*;
 use dist_worker::mailbox::ARGS_CAPACITY;
 use std::os::raw::c_void;
 use std::ptr;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Mostly small values, sometimes anything.
-    fn int(&mut self) -> i64 {
-        match self.below(4) {
-            0 => self.next() as i64,
-            1 => -(self.below(4) as i64),
-            _ => self.below(12) as i64,
-        }
-    }
-}
 
 #[repr(C, align(8))]
 struct Aligned([u8; ARGS_CAPACITY]);

@@ -209,3 +209,28 @@ impl Timeline {
         self.starts.get(&no).copied().unwrap_or(0)
     }
 }
+
+/// xorshift64*: a seeded generator, so a failing run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Mostly small values, sometimes anything.
+    pub fn int(&mut self) -> i64 {
+        match self.below(4) {
+            0 => self.next() as i64,
+            1 => -(self.below(4) as i64),
+            _ => self.below(12) as i64,
+        }
+    }
+}
