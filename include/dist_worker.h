@@ -88,6 +88,11 @@
  * One level of the hierarchy: its pools of workers, its engine and its
  * shared heap. Opaque to C; created by `dist_worker_create`, freed by
  * `dist_worker_shutdown`.
+ *
+ * Threads: every function says from which threads it may be called and
+ * what it does concurrently with shutdown. A DistWorker belongs to the
+ * process that created it: in a copy made by fork() every call but
+ * `dist_worker_shutdown` returns DIST_ERR_BAD_STATE.
  */
 typedef struct DistWorker DistWorker;
 
@@ -115,10 +120,12 @@ typedef struct DistWorkerOptions {
    */
   uint32_t task_timeout_ms;
   /**
-   * How long dist_worker_shutdown waits for dispatched work and for
-   * workers to exit, in ms; past it, children are killed with SIGKILL
-   * and reaped, and shutdown returns DIST_ERR_TIMEOUT naming them.
-   * Default 10000; 0 = no limit.
+   * One deadline for all of dist_worker_shutdown, in ms: dispatched work
+   * may finish until it passes; then busy children are killed with
+   * SIGKILL and reaped, their tasks end with DIST_ERR_TIMEOUT, and
+   * shutdown returns DIST_ERR_TIMEOUT naming them. Shutdown returns
+   * within this deadline plus a fixed grace of 200 ms however many
+   * workers misbehave. Default 10000; 0 = no limit.
    */
   uint32_t shutdown_timeout_ms;
   /**
@@ -498,6 +505,8 @@ extern "C" {
 /**
  * Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
  *
+ * Threads: any, at any time; it touches only `options`.
+ *
  * # Safety
  * A non-NULL `options` must be writable.
  */
@@ -507,6 +516,8 @@ void dist_worker_options_init(struct DistWorkerOptions *options);
  * Creates a worker. `options` NULL = defaults. The heap ring is mapped
  * MAP_SHARED here, so children forked later share it. `*out_worker` is
  * written only on success.
+ *
+ * Threads: any; the new worker shares nothing with others.
  *
  * # Safety
  * `options`, if non-NULL, must point to an initialised `DistWorkerOptions`;
@@ -519,6 +530,10 @@ DistStatus dist_worker_create(const struct DistWorkerOptions *options,
  * Registers a PROCESS worker served by a caller-started child through
  * `mailbox` (4096 bytes, MAP_SHARED, 8-byte aligned, IDLE). Before start only.
  *
+ * Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+ * DIST_ERR_SHUT_DOWN after a failed start). Concurrent registrations are
+ * serialised. Not from a callable or a child.
+ *
  * # Safety
  * `worker` from `dist_worker_create`; `mailbox` must stay mapped until shutdown.
  */
@@ -530,6 +545,8 @@ DistStatus dist_worker_add_process(struct DistWorker *worker, DistWorkerType typ
  * task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
  * The caller still reaps its own child. Before start only.
  *
+ * Threads: as `dist_worker_add_process`.
+ *
  * # Safety
  * `worker` from `dist_worker_create`.
  */
@@ -537,6 +554,8 @@ DistStatus dist_worker_set_process_pid(struct DistWorker *worker, void *mailbox,
 
 /**
  * Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
+ *
+ * Threads: as `dist_worker_add_process`.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `fn` and `user` must be callable from
@@ -551,6 +570,10 @@ DistStatus dist_worker_add_thread(struct DistWorker *worker,
  * Forks a child that serves `fn(user, ...)` on a library-owned mailbox and
  * registers it as a PROCESS worker. Before start only (no library thread
  * exists yet, so the fork is safe). `*out_pid` (may be NULL) gets its pid.
+ *
+ * Threads: any host thread, before start; the child dies with this process
+ * whichever thread spawned it (a lifeline, not a parent-death signal). Not
+ * from a callable or a child.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `out_pid` NULL or writable.
@@ -568,6 +591,8 @@ DistStatus dist_worker_spawn(struct DistWorker *worker,
  * DIST_ERR_CHILD_DIED naming the worker and the code; every child is then
  * reaped and the worker only accepts `dist_worker_shutdown`.
  *
+ * Threads: as `dist_worker_spawn`.
+ *
  * # Safety
  * As `dist_worker_spawn`; `init` is called in the child with `user`.
  */
@@ -582,6 +607,9 @@ DistStatus dist_worker_spawn_with_init(struct DistWorker *worker,
  * Starts the pool (threads and dispatcher). Also done by the first
  * dispatch. Calling it again is a no-op.
  *
+ * Threads: any host thread; concurrent calls start the pool once. Not from a
+ * callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
+ *
  * # Safety
  * `worker` from `dist_worker_create`.
  */
@@ -590,6 +618,11 @@ DistStatus dist_worker_start(struct DistWorker *worker);
 /**
  * Submits a task. Everything it needs is copied before it returns.
  * `*out_task` (may be NULL) gets its id, never 0.
+ *
+ * Threads: any, concurrently with any call; also from a THREAD worker's
+ * callable (the task joins this worker's DAG). Concurrently
+ * with shutdown: DIST_ERR_SHUT_DOWN. In a child process (a forked copy):
+ * DIST_ERR_BAD_STATE.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `task` readable, with `args` pointing
@@ -604,6 +637,15 @@ DistStatus dist_worker_dispatch(struct DistWorker *worker,
  * Waits for a task and returns its status (any number of times, until the
  * next drain or shutdown; after that the id is unknown: INVALID_ARGUMENT).
  *
+ * Threads: any, concurrently with any call. From a THREAD worker's callable
+ * it never hangs: a wait that could never end (on its own task, on a task
+ * that needs it, or with every busy worker of the DistWorker waiting like
+ * this) returns DIST_ERR_BAD_STATE naming the deadlock. Concurrently with
+ * shutdown: it returns its task's status once shutdown has finished the work
+ * (DIST_ERR_SHUT_DOWN if the id was released), and shutdown frees the worker
+ * only after it returned. A drain by another thread releases no id while a
+ * wait is in progress.
+ *
  * # Safety
  * `worker` from `dist_worker_create`.
  */
@@ -612,6 +654,10 @@ DistStatus dist_worker_wait(struct DistWorker *worker, DistTaskId task);
 /**
  * Waits for every submitted task; returns the first failure since the last
  * drain. Releases the ids of finished tasks.
+ *
+ * Threads: any host thread, concurrently with any call; not from a callable
+ * (DIST_ERR_BAD_STATE: it would wait for the callable's own task).
+ * Concurrently with shutdown: as `dist_worker_wait`.
  *
  * # Safety
  * `worker` from `dist_worker_create`.
@@ -624,6 +670,10 @@ DistStatus dist_worker_drain(struct DistWorker *worker);
  * heap memory until the scope ends and nothing depends on them any more.
  * Scopes belong to the worker: open and close them from one submitting thread.
  *
+ * Threads: one submitting thread at a time (scopes are the worker's, not the
+ * thread's); from a callable too. Concurrently with shutdown:
+ * DIST_ERR_SHUT_DOWN.
+ *
  * # Safety
  * `worker` from `dist_worker_create`.
  */
@@ -633,6 +683,8 @@ DistStatus dist_worker_scope_begin(struct DistWorker *worker);
  * Closes the innermost scope (DIST_ERR_BAD_STATE without a matching
  * begin). Does not wait for its tasks; their memory is reclaimed once they
  * finish and nothing depends on them.
+ *
+ * Threads: as `dist_worker_scope_begin`.
  *
  * # Safety
  * `worker` from `dist_worker_create`.
@@ -645,6 +697,10 @@ DistStatus dist_worker_scope_end(struct DistWorker *worker);
  * the same address), owned by the current scope. `*out_tensor` gets the
  * descriptor. When the ring is full, waits up to `alloc_timeout_ms` for
  * reclamation, then fails with DIST_ERR_RESOURCE_EXHAUSTED.
+ *
+ * Threads: any, concurrently with any call; from a callable too.
+ * Concurrently with shutdown (also while waiting for space):
+ * DIST_ERR_SHUT_DOWN.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `shape` readable for `ndims` entries;
@@ -662,6 +718,8 @@ DistStatus dist_worker_alloc(struct DistWorker *worker,
  * `data == 0`, `data` is the heap address the engine allocated. Valid from
  * dispatch until the next drain, like the task id.
  *
+ * Threads: any, concurrently with any call but shutdown's end.
+ *
  * # Safety
  * `worker` from `dist_worker_create`; `out_tensor` writable.
  */
@@ -677,8 +735,18 @@ DistStatus dist_worker_task_tensor(struct DistWorker *worker,
  * NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
  * a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
  * children are then killed with SIGKILL and reaped, their tasks end with
- * DIST_ERR_TIMEOUT, and the message names them). No other call on `worker`
- * may run concurrently or follow.
+ * DIST_ERR_TIMEOUT, and the message names them). It returns within
+ * `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
+ * misbehave.
+ *
+ * Threads: any thread but a pool thread of `worker` (from inside one of its
+ * callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'
+ * calls may be in progress: dispatch, alloc and scope calls then return
+ * DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
+ * work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
+ * `worker` is freed only after every such call has returned; none may
+ * start after this function returns. In a copy of the process made by
+ * fork(), it frees the copy's memory only and touches no mailbox or child.
  *
  * # Safety
  * `worker` NULL or from `dist_worker_create`, not shut down before.
@@ -689,6 +757,9 @@ DistStatus dist_worker_shutdown(struct DistWorker *worker);
  * Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN
  * (returns DIST_OK then), or until the mailbox holds a state no parent
  * writes (DIST_ERR_PROTOCOL).
+ *
+ * Threads: the serving thread of a caller's child process (or any thread
+ * that owns the mailbox's serving side); it never touches a DistWorker.
  *
  * # Safety
  * `mailbox` must point to a 4096-byte MAP_SHARED mailbox that stays mapped.
@@ -702,6 +773,9 @@ DistStatus dist_child_serve(void *mailbox, DistTaskFn fn, void *user);
  * callable 0x7: disk full"). Ignored if the callable returns 0. It uses
  * reserved mailbox bytes that reference children leave zero.
  *
+ * Threads: from inside a callable, on the thread that runs it (the message
+ * is per thread).
+ *
  * # Safety
  * `message` must be NULL or a NUL-terminated string.
  */
@@ -710,12 +784,16 @@ DistStatus dist_child_set_error_message(const char *message);
 /**
  * Message of the last failure on the calling thread: valid until the next
  * failing call on that thread; an empty string when there was none.
+ *
+ * Threads: any; the message is the calling thread's own.
  */
 const char *dist_last_error_message(void);
 
 /**
  * Name of a status value ("DIST_OK", "DIST_ERR_TIMEOUT", ...); "DIST_UNKNOWN_STATUS"
  * for a value that is not one.
+ *
+ * Threads: any.
  */
 const char *dist_status_str(DistStatus status);
 

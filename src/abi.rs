@@ -225,10 +225,12 @@ pub struct DistWorkerOptions {
     /// and its worker leaves the pool (a spawned child is killed). Default
     /// 0 = no deadline.
     pub task_timeout_ms: u32,
-    /// How long dist_worker_shutdown waits for dispatched work and for
-    /// workers to exit, in ms; past it, children are killed with SIGKILL
-    /// and reaped, and shutdown returns DIST_ERR_TIMEOUT naming them.
-    /// Default 10000; 0 = no limit.
+    /// One deadline for all of dist_worker_shutdown, in ms: dispatched work
+    /// may finish until it passes; then busy children are killed with
+    /// SIGKILL and reaped, their tasks end with DIST_ERR_TIMEOUT, and
+    /// shutdown returns DIST_ERR_TIMEOUT naming them. Shutdown returns
+    /// within this deadline plus a fixed grace of 200 ms however many
+    /// workers misbehave. Default 10000; 0 = no limit.
     pub shutdown_timeout_ms: u32,
     /// How long a library-run worker (spawned child, pool thread) spins for
     /// its next task before sleeping on its mailbox futex, in µs. Default 50.

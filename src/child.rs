@@ -69,6 +69,7 @@ pub fn serve(
     handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
     opts: &ServeOptions,
 ) -> Result<()> {
+    mailbox.announce_features(crate::mailbox::FEATURE_ECHO);
     loop {
         let parent_alive = || opts.parent.is_none_or(|p| sys::getppid() == p);
         let Some(s) = mailbox.wait_for_work(opts.spin, opts.nap, parent_alive) else {
@@ -94,7 +95,20 @@ pub fn serve(
                         }
                     });
                 }
-                mailbox.complete(error);
+                if !mailbox.complete(error) {
+                    // The parent wrote SHUTDOWN while the task ran (a
+                    // deadline passed): the completion is not wanted.
+                    return match mailbox.state() {
+                        state::SHUTDOWN => Ok(()),
+                        other => fail(
+                            Status::Protocol,
+                            format!(
+                                "mailbox {:p} holds state {other} at the end of a task",
+                                mailbox.as_ptr()
+                            ),
+                        ),
+                    };
+                }
                 // Ring only if the completion is still unclaimed: a parent
                 // spinning on this mailbox has taken it already.
                 if let Some(bell) = opts
@@ -163,7 +177,7 @@ mod tests {
             dtype: 0,
         };
         for (c, want) in [(1u64, 0), (9, 3)] {
-            mb.write_task(c, &cfg, &encode(&[t], &[c * 10]));
+            mb.write_task(c, &cfg, &encode(&[t], &[c * 10]), c as u32);
             mb.publish(state::TASK_READY);
             while mb.state() != state::TASK_DONE {
                 std::hint::spin_loop();
@@ -187,7 +201,7 @@ mod tests {
             enable_profiling: false,
             enable_dump_tensor: false,
         };
-        mb.write_task(1, &cfg, &(-3i32).to_le_bytes());
+        mb.write_task(1, &cfg, &(-3i32).to_le_bytes(), 1);
         mb.publish(state::TASK_READY);
         let server =
             std::thread::spawn(move || serve(mb, &mut |_, _, _| 0, &ServeOptions::default()));

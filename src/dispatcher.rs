@@ -12,7 +12,7 @@
 //! is claimed by swapping the worker's token to 0, and a batch of them is
 //! handed to the engine under its lock.
 
-use crate::engine::Engine;
+use crate::engine::{token_launch, Engine};
 use crate::mailbox::{state, Doorbell, Sleeper};
 use crate::status::{Error, Status};
 use crate::worker::Worker;
@@ -56,6 +56,8 @@ enum Claim {
     Done(i32, Option<String>),
     /// A state the protocol does not allow while a task is in flight.
     Broken(u32),
+    /// TASK_DONE that echoes another launch: stale or written twice.
+    Stale,
 }
 
 /// Everything that makes progress: the engine, the workers, the doorbell.
@@ -127,7 +129,10 @@ impl Progress {
                 // reference child written in Python (struct.pack_into) zeroes
                 // the word before writing TASK_DONE. Look again later.
                 state::TASK_READY | state::IDLE => continue,
-                state::TASK_DONE => Claim::Done(w.mailbox.error(), None),
+                state::TASK_DONE => match w.mailbox.completes_launch(token_launch(tok)) {
+                    Some(false) => Claim::Stale,
+                    _ => Claim::Done(w.mailbox.error(), None),
+                },
                 other => Claim::Broken(other),
             };
             if w.in_flight
@@ -162,6 +167,18 @@ impl Progress {
                     );
                     e.retire(w.index, tok, err);
                 }
+                Claim::Stale => {
+                    let err = Error::new(
+                        Status::Protocol,
+                        format!(
+                            "{w} stored TASK_DONE for launch {} while launch {} ran \
+                             (a stale or doubled completion); the worker leaves the pool",
+                            w.mailbox.done_seq(),
+                            token_launch(tok)
+                        ),
+                    );
+                    e.retire(w.index, tok, err);
+                }
             }
             handled += 1;
         }
@@ -174,6 +191,15 @@ impl Progress {
             self.bell.wake_callers_if_asleep();
         }
         handled
+    }
+
+    /// Wakes every thread waiting for the engine (in wait, drain or an
+    /// allocation), whatever it waits for.
+    pub fn wake_waiters(&self) {
+        drop(self.lock());
+        self.finished.notify_all();
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.bell.wake(Sleeper::Caller);
     }
 
     /// Takes the worker of a child that died out of its pool; its task (if
@@ -228,10 +254,7 @@ impl Progress {
             if !overdue {
                 continue;
             }
-            if let crate::worker::Mode::Spawned(pid) = w.mode {
-                // SAFETY: killing a child this process forked.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+            // Retired first, so the task ends with TIMEOUT, not CHILD_DIED.
             self.retire_worker(
                 w.index,
                 Error::new(
@@ -239,6 +262,9 @@ impl Progress {
                     format!("{w} ran its task past the {limit:?} deadline; it leaves the pool"),
                 ),
             );
+            if let crate::worker::Mode::Spawned(pid) = w.mode {
+                crate::sys::kill_child(pid);
+            }
         }
     }
 

@@ -1,15 +1,25 @@
 //! The unified mailbox: 4096 bytes of shared memory between a parent and
 //! the worker that serves it (a child process, or a pool thread).
 //!
-//! Wire layout and protocol are fixed by `spec/mailbox.md`; this module is
-//! the only code that touches mailbox bytes. The parent owns the mailbox
-//! while it is IDLE or TASK_DONE, the serving side while it is TASK_READY.
+//! The wire layout and protocol are fixed (docs/design.md, "The mailbox");
+//! this module is the only code that touches mailbox bytes. The parent owns
+//! the mailbox while it is IDLE or TASK_DONE, the serving side while it is
+//! TASK_READY.
 //!
 //! Extensions live in the reserved bytes 32..64, which reference children
 //! leave zero and ignore:
 //! - offset 32, `u32 waiter`: 1 while the serving side sleeps on the state
 //!   word with a futex; the parent wakes it after publishing TASK_READY or
 //!   SHUTDOWN. A reference child never sets it, so it is never woken (it polls).
+//! - offset 36, `u32 message_len`: bytes of an error message the serving
+//!   side left at the start of the blob area with a failed TASK_DONE.
+//! - offset 40, `u32 launch_seq`: written by the parent with each task.
+//! - offset 44, `u32 done_seq`: the serving side copies `launch_seq` here
+//!   before it stores TASK_DONE, so the parent can tell a completion of
+//!   this launch from a stale or doubled one.
+//! - offset 48, `u32 features`: set by a library serving loop when it
+//!   starts (`FEATURE_ECHO`: it fills `done_seq`). A reference child leaves
+//!   it zero, and its completions cannot be told apart.
 
 use crate::abi::{self, DistCallConfig};
 use crate::sys;
@@ -30,6 +40,14 @@ pub const OFF_WAITER: usize = 32;
 pub const OFF_MESSAGE_LEN: usize = 36;
 /// Longest error message a child can return.
 pub const MESSAGE_CAPACITY: usize = 256;
+/// Offset of the `launch_seq` extension word (parent → serving side).
+pub const OFF_LAUNCH_SEQ: usize = 40;
+/// Offset of the `done_seq` extension word (serving side → parent).
+pub const OFF_DONE_SEQ: usize = 44;
+/// Offset of the `features` extension word (set by a library serving loop).
+pub const OFF_FEATURES: usize = 48;
+/// `features` bit: the serving side echoes `launch_seq` into `done_seq`.
+pub const FEATURE_ECHO: u32 = 1;
 
 /// State word values.
 pub mod state {
@@ -127,20 +145,12 @@ impl Mailbox {
             .load(Ordering::Relaxed)
     }
 
-    /// Resets the reserved bytes (32..64) and the error, as a fresh mailbox.
-    pub fn reset_extensions(&self) {
-        self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
-            .store(0, Ordering::Relaxed);
-        for off in (32..64).step_by(4) {
-            self.u32_at(off).store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Parent side: writes callable, config (field by field) and blob.
-    /// Only valid while the parent owns the mailbox.
-    pub fn write_task(&self, callable: u64, config: &DistCallConfig, blob: &[u8]) {
+    /// Parent side: writes callable, config (field by field), blob and the
+    /// launch's sequence number. Only valid while the parent owns the mailbox.
+    pub fn write_task(&self, callable: u64, config: &DistCallConfig, blob: &[u8], seq: u32) {
         assert!(blob.len() <= ARGS_CAPACITY, "blob checked at submit");
         self.u32_at(OFF_MESSAGE_LEN).store(0, Ordering::Relaxed);
+        self.u32_at(OFF_LAUNCH_SEQ).store(seq, Ordering::Relaxed);
         self.u64_at(abi::DIST_MAILBOX_OFF_CALLABLE as usize)
             .store(callable, Ordering::Relaxed);
         let words = [
@@ -250,11 +260,44 @@ impl Mailbox {
         }
     }
 
-    /// Serving side: reports a finished task.
-    pub fn complete(&self, error: i32) {
+    /// Serving side: reports a finished task, echoing its launch sequence.
+    /// Returns false, and leaves the state alone, when the parent wrote
+    /// something else meanwhile (SHUTDOWN at a deadline): a late completion
+    /// never erases it.
+    pub fn complete(&self, error: i32) -> bool {
         self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
             .store(error, Ordering::Relaxed);
-        self.state_word().store(state::TASK_DONE, Ordering::Release);
+        let seq = self.u32_at(OFF_LAUNCH_SEQ).load(Ordering::Relaxed);
+        self.u32_at(OFF_DONE_SEQ).store(seq, Ordering::Relaxed);
+        self.state_word()
+            .compare_exchange(
+                state::TASK_READY,
+                state::TASK_DONE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Serving side, before it serves: says which extensions it speaks.
+    pub fn announce_features(&self, features: u32) {
+        self.u32_at(OFF_FEATURES)
+            .fetch_or(features, Ordering::Release);
+    }
+
+    /// The `done_seq` word (for messages).
+    pub fn done_seq(&self) -> u32 {
+        self.u32_at(OFF_DONE_SEQ).load(Ordering::Relaxed)
+    }
+
+    /// Parent side, at TASK_DONE: whether the completion is provably of the
+    /// launch numbered `seq` (`Some(false)`: it is not), or cannot be told
+    /// (None: the serving side does not echo, like a reference child).
+    pub fn completes_launch(&self, seq: u32) -> Option<bool> {
+        if self.u32_at(OFF_FEATURES).load(Ordering::Acquire) & FEATURE_ECHO == 0 {
+            return None;
+        }
+        Some(self.u32_at(OFF_DONE_SEQ).load(Ordering::Relaxed) == seq)
     }
 
     /// Serving side: waits until the state is neither IDLE nor TASK_DONE.
@@ -479,7 +522,7 @@ mod tests {
             enable_profiling: true,
             enable_dump_tensor: false,
         };
-        mb.write_task(0xdead_beef_0000_0001, &cfg, &[1, 2, 3, 4]);
+        mb.write_task(0xdead_beef_0000_0001, &cfg, &[1, 2, 3, 4], 7);
         mb.publish(state::TASK_READY);
         assert_eq!(mb.state(), state::TASK_READY);
         assert_eq!(mb.callable(), 0xdead_beef_0000_0001);
@@ -495,8 +538,9 @@ mod tests {
         assert_eq!(raw(20, 4), 2i32.to_le_bytes());
         assert_eq!(raw(24, 4), 1i32.to_le_bytes());
         assert_eq!(raw(28, 4), 0i32.to_le_bytes());
-        mb.complete(-5);
+        assert!(mb.complete(-5));
         assert_eq!(mb.state(), state::TASK_DONE);
+        assert_eq!(raw(44, 4), 7u32.to_le_bytes());
         assert_eq!(mb.error(), -5);
         assert_eq!(raw(4, 4), (-5i32).to_le_bytes());
     }

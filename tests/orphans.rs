@@ -1,7 +1,8 @@
 //! No child outlives its parent: children spawned by a host that dies
 //! without shutting down exit within a second, whether the host forked them
-//! from its main thread (parent-death signal) or from another thread (the
-//! children's own parent check).
+//! from its main thread or from another thread (their lifelines close with
+//! the host process). tests/c/faults.c (section lifeline) adds busy
+//! children and a main thread that leaves with pthread_exit.
 
 use dist_worker::abi::DistCallConfig;
 use dist_worker::blob::Args;

@@ -39,7 +39,7 @@ fn a_million_publishes_racing_a_serving_side_going_to_sleep() {
             std::hint::spin_loop();
         }
         let t = Instant::now();
-        mb.write_task(i, &cfg, &blob);
+        mb.write_task(i, &cfg, &blob, i as u32);
         mb.publish(state::TASK_READY);
         while mb.state() != state::TASK_DONE {
             assert!(t.elapsed() < LOST, "round {i}: the wake-up was lost");

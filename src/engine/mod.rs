@@ -153,6 +153,12 @@ pub fn token_slot(token: u64) -> u32 {
     ((token & 0xffff_ffff) - 1) as u32
 }
 
+/// The launch sequence number of an in-flight token (what the mailbox's
+/// `launch_seq` word carried).
+pub fn token_launch(token: u64) -> u32 {
+    (token >> 32) as u32
+}
+
 fn task_id(slot: u32, gen: u32) -> DistTaskId {
     ((gen as u64) << 32) | (slot as u64 + 1)
 }
@@ -190,6 +196,9 @@ pub struct Engine {
     launches: u32,
     /// Record launch times (task deadlines are on).
     pub track_launches: bool,
+    /// Per worker: the task its callable waits for from inside (THREAD
+    /// workers only), for deadlock detection.
+    nested: Vec<Option<DistTaskId>>,
     /// Whether the latest launch had to wake its worker from sleep: a
     /// waiter then sleeps at once instead of spinning, so the woken worker
     /// can have its core.
@@ -218,6 +227,7 @@ impl Engine {
             finishing: Vec::new(),
             ended: Vec::new(),
             launches: 0,
+            nested: Vec::new(),
             last_launch_woke: false,
             track_launches: false,
         }
@@ -236,7 +246,79 @@ impl Engine {
             pool.idle.reverse();
         }
         self.retired = vec![false; workers.len()];
+        self.nested = vec![None; workers.len()];
         self.workers = Some(workers);
+    }
+
+    /// Records that the callable on `worker` waits (Some) for a task of its
+    /// own runtime, or no longer does (None).
+    pub fn set_nested_wait(&mut self, worker: usize, task: Option<DistTaskId>) {
+        if let Some(n) = self.nested.get_mut(worker) {
+            *n = task;
+        }
+    }
+
+    /// For a callable on `worker` waiting for unfinished task `id`: why the
+    /// wait can never end, if it cannot. It cannot when `id` is the
+    /// callable's own task or depends on it, or when every busy worker is a
+    /// callable waiting like this for an unfinished task (nothing runs that
+    /// could finish one; tasks of idle workers would have been launched).
+    pub fn nested_deadlock(&self, worker: usize, id: DistTaskId) -> Option<Error> {
+        let workers = self.workers.as_ref()?;
+        let waited = (id & 0xffff_ffff).wrapping_sub(1) as u32;
+        let own = workers[worker].in_flight.load(Ordering::Acquire);
+        if own != 0 {
+            let own = token_slot(own);
+            if own == waited || self.reaches(own, waited) {
+                return Some(Error::new(
+                    Status::BadState,
+                    format!(
+                        "the callable on {} waits for task {id:#x}, which cannot run before \
+                         the callable's own task {:#x} finishes (deadlock)",
+                        workers[worker],
+                        task_id(own, self.slots[own as usize].gen)
+                    ),
+                ));
+            }
+        }
+        let unfinished = |t: DistTaskId| matches!(self.outcome(t), Ok(None));
+        let mut busy = 0;
+        for pool in &self.pools {
+            for &w in pool.live.iter().filter(|w| !pool.idle.contains(w)) {
+                busy += 1;
+                if !self.nested[w as usize].is_some_and(unfinished) {
+                    return None; // this one can still finish its task
+                }
+            }
+        }
+        Some(Error::new(
+            Status::BadState,
+            format!(
+                "the callable on {} waits for task {id:#x}, but all {busy} busy worker(s) \
+                 are callables waiting for unfinished tasks of this DistWorker and none is \
+                 idle to run them (deadlock); add workers of that type or do not wait from \
+                 inside a callable",
+                workers[worker]
+            ),
+        ))
+    }
+
+    /// Whether task slot `to` waits, directly or not, for slot `from`.
+    fn reaches(&self, from: u32, to: u32) -> bool {
+        let mut seen = vec![from];
+        let mut next = vec![from];
+        while let Some(s) = next.pop() {
+            for &c in &self.slots[s as usize].fanout {
+                if c == to {
+                    return true;
+                }
+                if !seen.contains(&c) {
+                    seen.push(c);
+                    next.push(c);
+                }
+            }
+        }
+        false
     }
 
     /// Tasks submitted and not yet finished.
@@ -506,10 +588,11 @@ impl Engine {
                 let worker = &workers[w as usize];
                 let slot = &self.slots[idx as usize];
                 let mb = &worker.mailbox;
-                mb.write_task(slot.callable, &slot.config, slot.blob(m));
+                // Never 0, so a fresh mailbox's done_seq matches no launch.
+                self.launches = self.launches.wrapping_add(1).max(1);
+                mb.write_task(slot.callable, &slot.config, slot.blob(m), self.launches);
                 self.last_launch_woke = mb.publish(state::TASK_READY);
                 launched_deaf |= !worker.rings();
-                self.launches = self.launches.wrapping_add(1);
                 if self.track_launches {
                     worker
                         .launched_at

@@ -6,30 +6,61 @@ use super::{arg, guard, last_error_ptr, null, put};
 use crate::abi::*;
 use crate::dispatcher::WaitPolicy;
 use crate::engine::TaskSpec;
+use crate::runtime::SHUTDOWN_GRACE;
 use crate::runtime::{Options, Runtime, DEFAULT_HEAP_RING_SIZE};
 use crate::status::Status;
 use crate::worker::WorkerType;
 use crate::{child, child::ServeOptions};
 use std::os::raw::{c_char, c_void};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// One level of the hierarchy: its pools of workers, its engine and its
 /// shared heap. Opaque to C; created by `dist_worker_create`, freed by
 /// `dist_worker_shutdown`.
+///
+/// Threads: every function says from which threads it may be called and
+/// what it does concurrently with shutdown. A DistWorker belongs to the
+/// process that created it: in a copy made by fork() every call but
+/// `dist_worker_shutdown` returns DIST_ERR_BAD_STATE.
 pub struct DistWorker {
     core: Runtime,
+    /// Calls in progress on it, so shutdown frees it only once they left.
+    calls: AtomicUsize,
 }
 
-/// Borrows the runtime behind a `DistWorker *`.
+/// A call in progress on a `DistWorker`: derefs to its runtime.
+struct Call<'a> {
+    worker: &'a DistWorker,
+}
+
+impl std::ops::Deref for Call<'_> {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.worker.core
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        self.worker.calls.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Borrows the runtime behind a `DistWorker *` for one call.
 ///
 /// # Safety
-/// A non-NULL `w` must come from `dist_worker_create` and not be shut down.
-unsafe fn worker<'a>(w: *mut DistWorker) -> crate::Result<&'a Runtime> {
-    // SAFETY: per the caller's contract.
-    unsafe { arg(w as *const DistWorker, "worker") }.map(|w| &w.core)
+/// A non-NULL `w` must come from `dist_worker_create` and not be freed.
+unsafe fn worker<'a>(w: *mut DistWorker) -> crate::Result<Call<'a>> {
+    // SAFETY: the caller vouches that `w` is NULL or a live DistWorker.
+    let worker = unsafe { arg(w as *const DistWorker, "worker") }?;
+    worker.calls.fetch_add(1, Ordering::AcqRel);
+    Ok(Call { worker })
 }
 
 /// Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
+///
+/// Threads: any, at any time; it touches only `options`.
 ///
 /// # Safety
 /// A non-NULL `options` must be writable.
@@ -58,6 +89,8 @@ pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOption
 /// Creates a worker. `options` NULL = defaults. The heap ring is mapped
 /// MAP_SHARED here, so children forked later share it. `*out_worker` is
 /// written only on success.
+///
+/// Threads: any; the new worker shares nothing with others.
 ///
 /// # Safety
 /// `options`, if non-NULL, must point to an initialised `DistWorkerOptions`;
@@ -100,7 +133,10 @@ pub unsafe extern "C" fn dist_worker_create(
             }
         };
         let core = Runtime::new(opts)?;
-        let boxed = Box::into_raw(Box::new(DistWorker { core }));
+        let boxed = Box::into_raw(Box::new(DistWorker {
+            core,
+            calls: AtomicUsize::new(0),
+        }));
         // SAFETY: checked non-NULL above.
         unsafe { out_worker.write(boxed) };
         Ok(())
@@ -109,6 +145,10 @@ pub unsafe extern "C" fn dist_worker_create(
 
 /// Registers a PROCESS worker served by a caller-started child through
 /// `mailbox` (4096 bytes, MAP_SHARED, 8-byte aligned, IDLE). Before start only.
+///
+/// Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+/// DIST_ERR_SHUT_DOWN after a failed start). Concurrent registrations are
+/// serialised. Not from a callable or a child.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `mailbox` must stay mapped until shutdown.
@@ -133,6 +173,8 @@ pub unsafe extern "C" fn dist_worker_add_process(
 /// task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
 /// The caller still reaps its own child. Before start only.
 ///
+/// Threads: as `dist_worker_add_process`.
+///
 /// # Safety
 /// `worker` from `dist_worker_create`.
 #[no_mangle]
@@ -151,6 +193,8 @@ pub unsafe extern "C" fn dist_worker_set_process_pid(
 }
 
 /// Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
+///
+/// Threads: as `dist_worker_add_process`.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `fn` and `user` must be callable from
@@ -173,6 +217,10 @@ pub unsafe extern "C" fn dist_worker_add_thread(
 /// Forks a child that serves `fn(user, ...)` on a library-owned mailbox and
 /// registers it as a PROCESS worker. Before start only (no library thread
 /// exists yet, so the fork is safe). `*out_pid` (may be NULL) gets its pid.
+///
+/// Threads: any host thread, before start; the child dies with this process
+/// whichever thread spawned it (a lifeline, not a parent-death signal). Not
+/// from a callable or a child.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `out_pid` NULL or writable.
@@ -200,6 +248,8 @@ pub unsafe extern "C" fn dist_worker_spawn(
 /// `dist_worker_start` (or the first dispatch) fail with
 /// DIST_ERR_CHILD_DIED naming the worker and the code; every child is then
 /// reaped and the worker only accepts `dist_worker_shutdown`.
+///
+/// Threads: as `dist_worker_spawn`.
 ///
 /// # Safety
 /// As `dist_worker_spawn`; `init` is called in the child with `user`.
@@ -231,6 +281,9 @@ pub unsafe extern "C" fn dist_worker_spawn_with_init(
 /// Starts the pool (threads and dispatcher). Also done by the first
 /// dispatch. Calling it again is a no-op.
 ///
+/// Threads: any host thread; concurrent calls start the pool once. Not from a
+/// callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
+///
 /// # Safety
 /// `worker` from `dist_worker_create`.
 #[no_mangle]
@@ -243,6 +296,11 @@ pub unsafe extern "C" fn dist_worker_start(worker: *mut DistWorker) -> DistStatu
 
 /// Submits a task. Everything it needs is copied before it returns.
 /// `*out_task` (may be NULL) gets its id, never 0.
+///
+/// Threads: any, concurrently with any call; also from a THREAD worker's
+/// callable (the task joins this worker's DAG). Concurrently
+/// with shutdown: DIST_ERR_SHUT_DOWN. In a child process (a forked copy):
+/// DIST_ERR_BAD_STATE.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `task` readable, with `args` pointing
@@ -278,6 +336,15 @@ pub unsafe extern "C" fn dist_worker_dispatch(
 /// Waits for a task and returns its status (any number of times, until the
 /// next drain or shutdown; after that the id is unknown: INVALID_ARGUMENT).
 ///
+/// Threads: any, concurrently with any call. From a THREAD worker's callable
+/// it never hangs: a wait that could never end (on its own task, on a task
+/// that needs it, or with every busy worker of the DistWorker waiting like
+/// this) returns DIST_ERR_BAD_STATE naming the deadlock. Concurrently with
+/// shutdown: it returns its task's status once shutdown has finished the work
+/// (DIST_ERR_SHUT_DOWN if the id was released), and shutdown frees the worker
+/// only after it returned. A drain by another thread releases no id while a
+/// wait is in progress.
+///
 /// # Safety
 /// `worker` from `dist_worker_create`.
 #[no_mangle]
@@ -290,6 +357,10 @@ pub unsafe extern "C" fn dist_worker_wait(worker: *mut DistWorker, task: DistTas
 
 /// Waits for every submitted task; returns the first failure since the last
 /// drain. Releases the ids of finished tasks.
+///
+/// Threads: any host thread, concurrently with any call; not from a callable
+/// (DIST_ERR_BAD_STATE: it would wait for the callable's own task).
+/// Concurrently with shutdown: as `dist_worker_wait`.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`.
@@ -306,6 +377,10 @@ pub unsafe extern "C" fn dist_worker_drain(worker: *mut DistWorker) -> DistStatu
 /// heap memory until the scope ends and nothing depends on them any more.
 /// Scopes belong to the worker: open and close them from one submitting thread.
 ///
+/// Threads: one submitting thread at a time (scopes are the worker's, not the
+/// thread's); from a callable too. Concurrently with shutdown:
+/// DIST_ERR_SHUT_DOWN.
+///
 /// # Safety
 /// `worker` from `dist_worker_create`.
 #[no_mangle]
@@ -319,6 +394,8 @@ pub unsafe extern "C" fn dist_worker_scope_begin(worker: *mut DistWorker) -> Dis
 /// Closes the innermost scope (DIST_ERR_BAD_STATE without a matching
 /// begin). Does not wait for its tasks; their memory is reclaimed once they
 /// finish and nothing depends on them.
+///
+/// Threads: as `dist_worker_scope_begin`.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`.
@@ -335,6 +412,10 @@ pub unsafe extern "C" fn dist_worker_scope_end(worker: *mut DistWorker) -> DistS
 /// the same address), owned by the current scope. `*out_tensor` gets the
 /// descriptor. When the ring is full, waits up to `alloc_timeout_ms` for
 /// reclamation, then fails with DIST_ERR_RESOURCE_EXHAUSTED.
+///
+/// Threads: any, concurrently with any call; from a callable too.
+/// Concurrently with shutdown (also while waiting for space):
+/// DIST_ERR_SHUT_DOWN.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `shape` readable for `ndims` entries;
@@ -374,6 +455,8 @@ pub unsafe extern "C" fn dist_worker_alloc(
 /// `data == 0`, `data` is the heap address the engine allocated. Valid from
 /// dispatch until the next drain, like the task id.
 ///
+/// Threads: any, concurrently with any call but shutdown's end.
+///
 /// # Safety
 /// `worker` from `dist_worker_create`; `out_tensor` writable.
 #[no_mangle]
@@ -402,8 +485,18 @@ pub unsafe extern "C" fn dist_worker_task_tensor(
 /// NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
 /// a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
 /// children are then killed with SIGKILL and reaped, their tasks end with
-/// DIST_ERR_TIMEOUT, and the message names them). No other call on `worker`
-/// may run concurrently or follow.
+/// DIST_ERR_TIMEOUT, and the message names them). It returns within
+/// `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
+/// misbehave.
+///
+/// Threads: any thread but a pool thread of `worker` (from inside one of its
+/// callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'
+/// calls may be in progress: dispatch, alloc and scope calls then return
+/// DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
+/// work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
+/// `worker` is freed only after every such call has returned; none may
+/// start after this function returns. In a copy of the process made by
+/// fork(), it frees the copy's memory only and touches no mailbox or child.
 ///
 /// # Safety
 /// `worker` NULL or from `dist_worker_create`, not shut down before.
@@ -413,15 +506,51 @@ pub unsafe extern "C" fn dist_worker_shutdown(worker: *mut DistWorker) -> DistSt
         if worker.is_null() {
             return Ok(());
         }
-        // SAFETY: per the contract above: ownership returns to Rust once.
-        let w = unsafe { Box::from_raw(worker) };
-        w.core.shutdown()
+        // SAFETY: non-NULL, and live until freed below (the caller's contract).
+        let w = unsafe { &*worker };
+        if let Some(index) = w.core.pool_worker() {
+            return Err(crate::Error::new(
+                Status::BadState,
+                format!(
+                    "called from a callable on the pool thread of worker {index}: shutdown \
+                     joins that thread; call it from a host thread"
+                ),
+            ));
+        }
+        let outcome = w.core.close();
+        // Calls still inside (a wait woken by the close) leave promptly. In
+        // a forked copy, calls of other threads were copied mid-way and
+        // will never return: there is nobody to wait for.
+        let bound = Instant::now() + SHUTDOWN_GRACE;
+        if w.core.is_forked_copy() {
+            w.calls.store(0, Ordering::Release);
+        }
+        while w.calls.load(Ordering::Acquire) > 0 && Instant::now() < bound {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let inside = w.calls.load(Ordering::Acquire);
+        if inside > 0 {
+            // Freeing now would pull the memory from under them: keep it.
+            return outcome.and(Err(crate::Error::new(
+                Status::Timeout,
+                format!(
+                    "{inside} call(s) on this worker from other threads had not returned; \
+                     its memory was left allocated"
+                ),
+            )));
+        }
+        // SAFETY: ownership returns to Rust once; no call is in progress.
+        drop(unsafe { Box::from_raw(worker) });
+        outcome
     })
 }
 
 /// Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN
 /// (returns DIST_OK then), or until the mailbox holds a state no parent
 /// writes (DIST_ERR_PROTOCOL).
+///
+/// Threads: the serving thread of a caller's child process (or any thread
+/// that owns the mailbox's serving side); it never touches a DistWorker.
 ///
 /// # Safety
 /// `mailbox` must point to a 4096-byte MAP_SHARED mailbox that stays mapped.
@@ -445,6 +574,9 @@ pub unsafe extern "C" fn dist_child_serve(
 /// callable 0x7: disk full"). Ignored if the callable returns 0. It uses
 /// reserved mailbox bytes that reference children leave zero.
 ///
+/// Threads: from inside a callable, on the thread that runs it (the message
+/// is per thread).
+///
 /// # Safety
 /// `message` must be NULL or a NUL-terminated string.
 #[no_mangle]
@@ -462,6 +594,8 @@ pub unsafe extern "C" fn dist_child_set_error_message(message: *const c_char) ->
 
 /// Message of the last failure on the calling thread: valid until the next
 /// failing call on that thread; an empty string when there was none.
+///
+/// Threads: any; the message is the calling thread's own.
 #[no_mangle]
 pub extern "C" fn dist_last_error_message() -> *const c_char {
     last_error_ptr()
@@ -469,6 +603,8 @@ pub extern "C" fn dist_last_error_message() -> *const c_char {
 
 /// Name of a status value ("DIST_OK", "DIST_ERR_TIMEOUT", ...); "DIST_UNKNOWN_STATUS"
 /// for a value that is not one.
+///
+/// Threads: any.
 #[no_mangle]
 pub extern "C" fn dist_status_str(status: DistStatus) -> *const c_char {
     let name: &'static std::ffi::CStr = match Status::from_code(status) {

@@ -13,7 +13,9 @@ or with CODE for a callable named by --fail. On SHUTDOWN it exits 0.
 Log line: {"callable", "config": [block_dim, aicpu_thread_num, profiling,
 dump], "tensors": [{"data", "shapes" (first ndims), "ndims", "dtype"}],
 "scalars", "pid"}; plus "wire_errors" (a list of strings) when a byte the
-spec says is zero (reserved area, descriptor padding) is not.
+spec says is zero (reserved area, descriptor padding) is not. Of the reserved
+bytes, the parent may fill only its documented extension word launch_seq
+(offset 40, a u32 that a child which does not echo it ignores).
 
 Stores are plain: on x86-64 they become visible in program order, so the
 error word is visible before TASK_DONE, as the protocol requires. The state
@@ -29,6 +31,7 @@ import sys
 MAILBOX_SIZE = 4096
 OFF_STATE, OFF_ERROR, OFF_CALLABLE = 0, 4, 8
 OFF_CONFIG, OFF_RESERVED, OFF_ARGS = 16, 32, 64
+OFF_LAUNCH_SEQ = 40  # parent-written extension word (u32)
 ARGS_CAPACITY = 4032
 IDLE, TASK_READY, TASK_DONE, SHUTDOWN = 0, 1, 2, 3
 DESCRIPTOR = struct.Struct("<Q5IIB7s")  # data, shapes[5], ndims, dtype, padding: 40 bytes
@@ -40,8 +43,8 @@ def decode(buf):
     errors = []
     callable_ = struct.unpack_from("<Q", buf, OFF_CALLABLE)[0]
     config = list(struct.unpack_from("<4i", buf, OFF_CONFIG))
-    if any(buf[OFF_RESERVED:OFF_ARGS]):
-        errors.append("reserved bytes 32..64 are not zero")
+    if any(buf[OFF_RESERVED:OFF_LAUNCH_SEQ]) or any(buf[OFF_LAUNCH_SEQ + 4:OFF_ARGS]):
+        errors.append("reserved bytes 32..64 (but launch_seq at 40) are not zero")
     t, s = struct.unpack_from("<2i", buf, OFF_ARGS)
     if t < 0 or s < 0 or 8 + 40 * t + 8 * s > ARGS_CAPACITY:
         raise ValueError(f"blob header out of range: T={t} S={s}")

@@ -1,6 +1,8 @@
 //! Thin safe wrappers over the system calls the runtime needs: shared
-//! mappings, futexes, fork and reaping. Every `unsafe` system call of the
-//! crate lives here.
+//! mappings, futexes, fork, reaping and the lifelines that tie children to
+//! their host. Every `unsafe` system call of the crate lives here.
+
+pub mod lifeline;
 
 use crate::status::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -183,20 +185,6 @@ pub fn getppid() -> i32 {
     unsafe { libc::getppid() }
 }
 
-/// Whether the calling thread is the process's main thread.
-pub fn is_main_thread() -> bool {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() == libc::getpid() }
-}
-
-/// Asks the kernel to SIGKILL this process when the thread that forked it
-/// exits. Only sound when that thread is the parent's main thread: the
-/// signal follows the forking thread, not the parent process.
-pub fn kill_me_with_parent() {
-    // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-}
-
 /// A descriptor that becomes readable when process `pid` exits.
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     // SAFETY: plain pidfd_open; the result is checked.
@@ -226,8 +214,13 @@ pub fn eventfd_signal(fd: &OwnedFd) {
     unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
-/// Blocks until at least one of `fds` is readable; returns which are.
-pub fn poll_readable(fds: &[&OwnedFd], ready: &mut Vec<usize>) -> Result<()> {
+/// Blocks until at least one of `fds` is readable, or `timeout` passes
+/// (None: no limit); returns which are readable (none on timeout).
+pub fn poll_readable(
+    fds: &[&OwnedFd],
+    ready: &mut Vec<usize>,
+    timeout: Option<Duration>,
+) -> Result<()> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|f| libc::pollfd {
@@ -236,9 +229,10 @@ pub fn poll_readable(fds: &[&OwnedFd], ready: &mut Vec<usize>) -> Result<()> {
             revents: 0,
         })
         .collect();
+    let ms = timeout.map_or(-1, |t| t.as_millis().clamp(1, i32::MAX as u128) as i32);
     loop {
         // SAFETY: `p` is a live array of p.len() pollfds.
-        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, -1) };
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
         if r >= 0 {
             break;
         }
@@ -254,6 +248,39 @@ pub fn poll_readable(fds: &[&OwnedFd], ready: &mut Vec<usize>) -> Result<()> {
             .map(|(i, _)| i),
     );
     Ok(())
+}
+
+/// Kills a child this process forked and has not reaped (SIGKILL), then
+/// reaps it. Returns how it ended.
+pub fn kill_and_reap(pid: i32) -> Result<Option<ExitStatus>> {
+    // SAFETY: signalling a pid that is still our unreaped child, so it
+    // cannot have been reused by another process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_child(pid, true)
+}
+
+/// Sends SIGKILL to a child this process forked and has not reaped yet
+/// (someone else reaps it).
+pub fn kill_child(pid: i32) {
+    // SAFETY: as in `kill_and_reap`: the pid is our unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Whether a process that is not our child has ended: it no longer exists,
+/// or it is a zombie waiting for its own parent to reap it.
+pub fn process_ended(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    {
+        return true;
+    }
+    // The state letter follows the command name's closing parenthesis.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].trim_start().chars().next())
+            .is_some_and(|c| c == 'Z' || c == 'X')
+    })
 }
 
 /// This process's id.

@@ -1,0 +1,474 @@
+//! `Runtime`: one level of the hierarchy, as a safe Rust object.
+//!
+//! Lifecycle: created → workers registered (and children forked) → started
+//! (pool threads and the dispatcher thread exist from here on) → shut down.
+//! No thread of the library exists before start, so forking is safe until
+//! then. Every method takes `&self` and may be called from any thread.
+//!
+//! - `setup`: registering workers and forking children;
+//! - `start`: the readiness handshake and the library's threads;
+//! - `shutdown`: one deadline for finishing work, stopping and reaping.
+//!
+//! A runtime used in a copy of its process made by `fork()` refuses every
+//! call (BAD_STATE) but shutdown, which frees the copy's memory and touches
+//! nothing the copy shares with the original (mailboxes, children, threads).
+
+mod setup;
+mod shutdown;
+mod start;
+
+pub use setup::Init;
+
+use crate::abi::{DistTaskId, DistTensor};
+use crate::child::ServeOptions;
+use crate::dispatcher::{Progress, WaitPolicy};
+use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
+use crate::mailbox::{Doorbell, Mailbox, OwnedMailbox};
+use crate::reaper::Spawned;
+use crate::status::{fail, Error, Result, Status};
+use crate::sys::{self, lifeline, SharedMap};
+use crate::worker::{Mode, WorkerType};
+use std::cell::Cell;
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Default size of the shared heap ring.
+pub const DEFAULT_HEAP_RING_SIZE: usize = 64 << 20;
+
+/// Default longest wait of a shutdown for work and workers to finish.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default longest wait of an allocation for heap ring space.
+pub const DEFAULT_ALLOC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What shutdown may take past `shutdown_timeout` at most: the time for
+/// threads and children told to stop to leave, and for killed children to
+/// be reaped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
+
+/// Options of a runtime.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Level in the hierarchy (3 = host).
+    pub level: u32,
+    /// Bytes of the MAP_SHARED heap ring.
+    pub heap_ring_size: usize,
+    /// How long a submit or alloc waits for heap ring space before failing
+    /// with RESOURCE_EXHAUSTED.
+    pub alloc_timeout: Duration,
+    /// How long shutdown waits for dispatched work and for workers to exit
+    /// before it kills children and gives up on threads (None: no limit).
+    pub shutdown_timeout: Option<Duration>,
+    /// How library-run workers (spawned children, pool threads) spin for
+    /// the next task before sleeping on their mailbox.
+    pub worker_spin: Duration,
+    /// How the dispatcher and waiting host threads wait for completions.
+    pub wait: WaitPolicy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            level: 3,
+            heap_ring_size: DEFAULT_HEAP_RING_SIZE,
+            alloc_timeout: DEFAULT_ALLOC_TIMEOUT,
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
+            worker_spin: ServeOptions::default().spin,
+            wait: WaitPolicy::default(),
+        }
+    }
+}
+
+/// A worker registered before start.
+struct Registration {
+    ty: WorkerType,
+    mode: Mode,
+    mailbox: Mailbox,
+    /// THREAD mode: the callable its pool thread serves.
+    handler: Option<crate::child::Handler>,
+}
+
+/// The data of each stage of the life cycle.
+enum Life {
+    Setup(Vec<Registration>),
+    Running(Vec<JoinHandle<()>>),
+    Closed,
+}
+
+/// The stage, readable without a lock (the hot path checks it).
+mod phase {
+    pub const SETUP: u8 = 0;
+    pub const RUNNING: u8 = 1;
+    pub const CLOSING: u8 = 2;
+    pub const FAILED: u8 = 3;
+}
+
+thread_local! {
+    /// On a pool thread: its runtime's progress (as an address) and its
+    /// worker index, so a callable that waits on its own runtime is known.
+    static POOL_THREAD: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+}
+
+/// One level of the hierarchy: pools of workers and the engine that feeds them.
+pub struct Runtime {
+    shared: Arc<Progress>,
+    life: Mutex<Life>,
+    phase: AtomicU8,
+    options: Options,
+    /// Children this runtime forked and has not reaped.
+    children: Arc<Mutex<Vec<Spawned>>>,
+    /// The reaper thread and the eventfd that stops it.
+    reaper: Mutex<Option<(JoinHandle<()>, Arc<OwnedFd>)>>,
+    /// Mailboxes the library owns (spawned children and pool threads).
+    owned: Mutex<Vec<OwnedMailbox>>,
+    /// Not unmapped if a pool thread that may still use it was left running.
+    heap: std::mem::ManuallyDrop<SharedMap>,
+    /// Holds the doorbell words; shared with children forked later.
+    control: std::mem::ManuallyDrop<SharedMap>,
+    /// A pool thread stuck in a callable was left running at shutdown.
+    left_threads: AtomicBool,
+    next_thread: AtomicU64,
+    /// The process's fork count at creation (see `sys::lifeline`).
+    fork_generation: u64,
+    /// The process that created it.
+    creator: i32,
+    /// Threads inside `wait`: a drain releases no id before they have seen
+    /// their outcomes.
+    waiting: AtomicUsize,
+    /// Threads inside `drain`, woken when the last waiter leaves.
+    draining: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock is caught at the boundary; the state it
+    // protects stays consistent between engine steps, so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts a thread inside `wait` while it lives; the last one to leave
+/// wakes the drains that held back for it.
+struct Waiting<'a>(&'a Runtime);
+
+impl<'a> Waiting<'a> {
+    fn enter(rt: &'a Runtime) -> Waiting<'a> {
+        rt.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(rt)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.0.waiting.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.draining.load(Ordering::SeqCst) > 0
+        {
+            self.0.shared.wake_waiters();
+        }
+    }
+}
+
+/// Counts a thread inside `drain` while it lives.
+struct Draining<'a>(&'a AtomicUsize);
+
+impl<'a> Draining<'a> {
+    fn enter(n: &'a AtomicUsize) -> Draining<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Draining(n)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Runtime {
+    /// Creates a runtime and maps its shared heap ring.
+    pub fn new(options: Options) -> Result<Runtime> {
+        if options.heap_ring_size == 0 {
+            return fail(
+                Status::InvalidArgument,
+                "heap_ring_size must be at least 1 byte",
+            );
+        }
+        lifeline::init();
+        let heap = SharedMap::new(options.heap_ring_size)?;
+        let control = SharedMap::new(4096)?;
+        let mut engine = Engine::new(heap.as_ptr() as u64, heap.len() as u64);
+        engine.track_launches = options.wait.task_timeout.is_some();
+        // SAFETY: the control page is 4096 bytes, page aligned, and outlives
+        // every copy of the doorbell (the runtime joins its threads and reaps
+        // its children before dropping it; children keep their own mapping).
+        let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
+        Ok(Runtime {
+            shared: Arc::new(Progress::new(engine, bell, options.wait)),
+            life: Mutex::new(Life::Setup(Vec::new())),
+            phase: AtomicU8::new(phase::SETUP),
+            options,
+            children: Arc::new(Mutex::new(Vec::new())),
+            reaper: Mutex::new(None),
+            owned: Mutex::new(Vec::new()),
+            heap: std::mem::ManuallyDrop::new(heap),
+            control: std::mem::ManuallyDrop::new(control),
+            left_threads: AtomicBool::new(false),
+            next_thread: AtomicU64::new(0),
+            fork_generation: lifeline::fork_generation(),
+            creator: sys::getpid(),
+            waiting: AtomicUsize::new(0),
+            draining: AtomicUsize::new(0),
+        })
+    }
+
+    /// The options it was created with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Base address and length of the shared heap ring.
+    pub fn heap(&self) -> (*mut u8, usize) {
+        (self.heap.as_ptr(), self.heap.len())
+    }
+
+    /// Whether this runtime is being used in a copy of its process made by
+    /// `fork()` (where everything it shares belongs to the original).
+    pub fn is_forked_copy(&self) -> bool {
+        lifeline::fork_generation() != self.fork_generation
+    }
+
+    /// The stage of its life, refusing a forked copy.
+    fn phase(&self) -> Result<u8> {
+        if self.is_forked_copy() {
+            return fail(
+                Status::BadState,
+                format!(
+                    "this DistWorker belongs to process {}; process {} is a copy made by \
+                     fork(), where only dist_worker_shutdown is allowed (it frees the copy's \
+                     memory and leaves the original's workers alone)",
+                    self.creator,
+                    sys::getpid()
+                ),
+            );
+        }
+        Ok(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Refuses work once the runtime is shutting down or failed to start.
+    fn accepting(&self) -> Result<u8> {
+        match self.phase()? {
+            phase::CLOSING => fail(
+                Status::ShutDown,
+                "the worker is shutting down and takes no new work",
+            ),
+            phase::FAILED => fail(
+                Status::ShutDown,
+                "the worker failed to start; only dist_worker_shutdown is allowed",
+            ),
+            p => Ok(p),
+        }
+    }
+
+    /// The worker index, if the calling thread is one of this runtime's
+    /// pool threads (so it runs inside a callable of this runtime).
+    pub fn pool_worker(&self) -> Option<usize> {
+        let key = Arc::as_ptr(&self.shared) as usize;
+        POOL_THREAD
+            .with(|c| c.get())
+            .filter(|&(k, _)| k == key)
+            .map(|(_, w)| w)
+    }
+
+    /// Submits a task (starting the pool on first use). Returns its id.
+    /// Waits for heap ring space up to the allocation deadline when its
+    /// OUTPUT tensors need memory.
+    pub fn submit<M: MemberArgs + ?Sized>(&self, spec: &TaskSpec<'_, M>) -> Result<DistTaskId> {
+        if self.accepting()? == phase::SETUP {
+            self.start()?;
+        }
+        self.with_backpressure(|e| e.submit(spec))
+    }
+
+    /// Allocates a tensor from the shared heap ring, owned by the current scope.
+    pub fn alloc(&self, shape: &[u32], dtype: u8) -> Result<DistTensor> {
+        self.accepting()?;
+        self.with_backpressure(|e| e.alloc(shape, dtype))
+    }
+
+    /// Runs `attempt` until it gets heap ring space (Some) or the
+    /// allocation deadline passes. The engine lock is released while
+    /// waiting, so completions, scope ends and drains can free space.
+    fn with_backpressure<T>(
+        &self,
+        mut attempt: impl FnMut(&mut Engine) -> Result<Option<T>>,
+    ) -> Result<T> {
+        let mut engine = self.shared.lock();
+        let mut deadline = None;
+        loop {
+            if let Some(v) = attempt(&mut engine)? {
+                return Ok(v);
+            }
+            self.accepting()?;
+            let timeout = self.options.alloc_timeout;
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let now = Instant::now();
+            if now >= deadline {
+                let st = engine.stats();
+                return fail(
+                    Status::ResourceExhausted,
+                    format!(
+                        "the heap ring stayed full for {timeout:?} ({} bytes live in {} blocks); \
+                         end scopes or drain to release memory",
+                        st.heap_live_bytes, st.heap_blocks
+                    ),
+                );
+            }
+            engine.waiters += 1;
+            engine = self
+                .shared
+                .finished
+                .wait_timeout(engine, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            engine.waiters -= 1;
+        }
+    }
+
+    /// Opens a nested scope.
+    pub fn scope_begin(&self) -> Result<()> {
+        self.accepting()?;
+        self.shared.lock().scope_begin()
+    }
+
+    /// Closes the innermost scope; memory nothing depends on any more is reclaimed.
+    pub fn scope_end(&self) -> Result<()> {
+        self.accepting()?;
+        let mut engine = self.shared.lock();
+        engine.scope_end()?;
+        self.shared.notify(&engine);
+        Ok(())
+    }
+
+    /// The tensor a task member was dispatched with (the allocated address
+    /// of an OUTPUT submitted with `data == 0`).
+    pub fn task_tensor(&self, id: DistTaskId, member: u32, index: u32) -> Result<DistTensor> {
+        if self.phase()? == phase::FAILED {
+            self.accepting()?;
+        }
+        self.shared.lock().task_tensor(id, member, index)
+    }
+
+    /// Counts for checking that nothing is left behind.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats()
+    }
+
+    /// Waits for one task; returns its outcome. From inside a callable of
+    /// this runtime's pool threads, a wait that can never end (on the
+    /// callable's own task, on a task that needs it, or with every busy
+    /// worker waiting like this) returns BAD_STATE instead of hanging.
+    pub fn wait(&self, id: DistTaskId) -> Result<()> {
+        if self.phase()? == phase::FAILED {
+            self.accepting()?;
+        }
+        let _inside = Waiting::enter(self);
+        let nested = self.pool_worker();
+        if let Some(w) = nested {
+            self.shared.lock().set_nested_wait(w, Some(id));
+        }
+        let r = self.shared.wait_for(|e| match e.outcome(id) {
+            Err(err) => Some(Err(self.unknown_after_close(err))),
+            Ok(Some(r)) => Some(r),
+            Ok(None) => nested.and_then(|w| e.nested_deadlock(w, id)).map(Err),
+        });
+        if let Some(w) = nested {
+            self.shared.lock().set_nested_wait(w, None);
+        }
+        r
+    }
+
+    /// An unknown id while shutting down was released by the shutdown.
+    fn unknown_after_close(&self, err: Error) -> Error {
+        if self.phase.load(Ordering::Acquire) == phase::CLOSING {
+            Error::new(
+                Status::ShutDown,
+                "the worker shut down; finished tasks were released",
+            )
+        } else {
+            err
+        }
+    }
+
+    /// Waits for every submitted task; returns the first failure since the
+    /// last drain and releases every finished task's id. Refused
+    /// (BAD_STATE) from inside a callable of this runtime, whose own task
+    /// could never finish meanwhile.
+    pub fn drain(&self) -> Result<()> {
+        if self.phase()? == phase::FAILED {
+            self.accepting()?;
+        }
+        if let Some(w) = self.pool_worker() {
+            return fail(
+                Status::BadState,
+                format!(
+                    "drain called from a callable running on pool thread of worker {w}: it \
+                     would wait for that callable's own task (deadlock); wait on the \
+                     tasks it dispatched instead"
+                ),
+            );
+        }
+        let _inside = Draining::enter(&self.draining);
+        let r = self
+            .shared
+            .wait_for(|e| self.drainable(e).then(|| e.drain()));
+        self.shared.notify(&self.shared.lock());
+        r
+    }
+
+    /// Whether a drain may release the finished ids now: nothing is
+    /// unfinished and no thread still has to see the outcome it waits for.
+    fn drainable(&self, e: &Engine) -> bool {
+        e.unfinished() == 0 && self.waiting.load(Ordering::SeqCst) == 0
+    }
+
+    /// Finishes dispatched work, stops every worker, joins threads and reaps
+    /// children. Returns the first failure not reported by a drain.
+    pub fn shutdown(self) -> Result<()> {
+        self.close()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if self.is_forked_copy() {
+            // The threads, children and mailboxes belong to the original
+            // process: forget the handles, free only this copy's memory.
+            let life = std::mem::replace(
+                self.life.get_mut().unwrap_or_else(|p| p.into_inner()),
+                Life::Closed,
+            );
+            if let Life::Running(threads) = life {
+                std::mem::forget(threads);
+            }
+            if let Some((thread, _stop)) = self
+                .reaper
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                std::mem::forget(thread);
+            }
+        } else {
+            let _ = self.close();
+        }
+        if !self.left_threads.load(Ordering::Acquire) {
+            // SAFETY: dropped once, here; no thread of ours uses them any more.
+            unsafe {
+                std::mem::ManuallyDrop::drop(&mut self.heap);
+                std::mem::ManuallyDrop::drop(&mut self.control);
+            }
+        }
+    }
+}

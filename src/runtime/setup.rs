@@ -1,0 +1,183 @@
+//! Registering workers and forking children, before the pool starts.
+//!
+//! Every registration checks the life cycle first (a forked copy, a
+//! shut-down or failed worker, a started pool), then its arguments.
+
+use super::{lock, phase, Life, Registration, Runtime};
+use crate::child::{self, Handler, ServeOptions};
+use crate::mailbox::{state, Mailbox, OwnedMailbox, SIZE};
+use crate::reaper::Spawned;
+use crate::status::{fail, Result, Status};
+use crate::sys::{self, lifeline};
+use crate::worker::{Mode, WorkerType};
+use std::sync::MutexGuard;
+
+/// An init function run in a spawned child before it serves (0 = ready).
+pub type Init = Box<dyn FnOnce() -> i32 + Send>;
+
+const AFTER_START: &str =
+    "workers are registered before the pool starts (first dispatch or dist_worker_start)";
+
+impl Runtime {
+    /// The registrations, while the pool has not started.
+    fn setup(&self) -> Result<MutexGuard<'_, Life>> {
+        match self.phase()? {
+            phase::SETUP => {}
+            phase::RUNNING => return fail(Status::BadState, AFTER_START),
+            _ => {
+                self.accepting()?;
+            }
+        }
+        let life = lock(&self.life);
+        match &*life {
+            Life::Setup(_) => Ok(life),
+            _ => fail(Status::BadState, AFTER_START),
+        }
+    }
+
+    /// Registers a PROCESS worker served by a caller-started child through `mailbox`.
+    pub fn add_process(&self, ty: WorkerType, mailbox: Mailbox) -> Result<()> {
+        let mut life = self.setup()?;
+        let Life::Setup(regs) = &mut *life else {
+            unreachable!("checked by setup")
+        };
+        let base = mailbox.as_ptr() as usize;
+        if let Some(r) = regs
+            .iter()
+            .find(|r| (r.mailbox.as_ptr() as usize).abs_diff(base) < SIZE)
+        {
+            let how = if r.mailbox.as_ptr() as usize == base {
+                "is registered already"
+            } else {
+                "overlaps one registered already"
+            };
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} {how} (at {:p}, {} worker): each worker needs its own \
+                     4096 bytes",
+                    mailbox.as_ptr(),
+                    r.mailbox.as_ptr(),
+                    r.ty
+                ),
+            );
+        }
+        let s = mailbox.state();
+        if s != state::IDLE {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} is in state {s}; a new mailbox must be IDLE (zeroed)",
+                    mailbox.as_ptr()
+                ),
+            );
+        }
+        regs.push(Registration {
+            ty,
+            mode: Mode::External(None),
+            mailbox,
+            handler: None,
+        });
+        Ok(())
+    }
+
+    /// Names the process that serves a caller-owned mailbox registered with
+    /// `add_process`, so its death is noticed (the caller still reaps it).
+    pub fn set_process_pid(&self, mailbox: Mailbox, pid: i32) -> Result<()> {
+        let mut life = self.setup()?;
+        let Life::Setup(regs) = &mut *life else {
+            unreachable!("checked by setup")
+        };
+        if pid <= 0 {
+            return fail(
+                Status::InvalidArgument,
+                format!("pid {pid} is not a process id"),
+            );
+        }
+        let Some(r) = regs.iter_mut().find(|r| {
+            r.mailbox.as_ptr() == mailbox.as_ptr() && matches!(r.mode, Mode::External(_))
+        }) else {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} was not registered with add_process",
+                    mailbox.as_ptr()
+                ),
+            );
+        };
+        r.mode = Mode::External(Some(pid));
+        Ok(())
+    }
+
+    /// Registers a THREAD worker: `handler` runs on a pool thread.
+    pub fn add_thread(&self, ty: WorkerType, handler: Handler) -> Result<()> {
+        let mut life = self.setup()?;
+        let Life::Setup(regs) = &mut *life else {
+            unreachable!("checked by setup")
+        };
+        let owned = OwnedMailbox::new()?;
+        regs.push(Registration {
+            ty,
+            mode: Mode::Thread,
+            mailbox: owned.handle(),
+            handler: Some(handler),
+        });
+        lock(&self.owned).push(owned);
+        Ok(())
+    }
+
+    /// Forks a child that serves `handler` on a library-owned mailbox.
+    /// Returns its pid.
+    pub fn spawn(&self, ty: WorkerType, handler: Handler) -> Result<i32> {
+        self.spawn_with_init(ty, None, handler)
+    }
+
+    /// As `spawn`, running `init` in the child first: a non-zero return
+    /// means the child cannot serve, and `start` reports it.
+    pub fn spawn_with_init(
+        &self,
+        ty: WorkerType,
+        init: Option<Init>,
+        handler: Handler,
+    ) -> Result<i32> {
+        let mut life = self.setup()?;
+        let Life::Setup(regs) = &mut *life else {
+            unreachable!("checked by setup")
+        };
+        let owned = OwnedMailbox::new()?;
+        let mailbox = owned.handle();
+        let parent = sys::getpid();
+        let opts = ServeOptions {
+            doorbell: Some(self.shared.bell),
+            spin: self.options.worker_spin,
+            parent: Some(parent),
+            ..ServeOptions::default()
+        };
+        let mut handler = handler;
+        // The child dies with this process, whichever thread forks it.
+        let (lifeline, read_end) = lifeline::Lifeline::new()?;
+        let pid = sys::fork_child(move || {
+            if !lifeline::hold(read_end) || sys::getppid() != parent {
+                return 1; // the parent died before the lifeline was armed
+            }
+            let status = init.map_or(0, |f| f());
+            mailbox.announce(status);
+            if status != 0 {
+                return 1;
+            }
+            match child::serve(mailbox, &mut *handler, &opts) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        })?;
+        lock(&self.owned).push(owned);
+        lock(&self.children).push(Spawned { pid, lifeline });
+        regs.push(Registration {
+            ty,
+            mode: Mode::Spawned(pid),
+            mailbox,
+            handler: None,
+        });
+        Ok(pid)
+    }
+}

@@ -1,0 +1,174 @@
+//! Shutdown: one deadline for everything.
+//!
+//! With `shutdown_timeout` T, shutdown returns within T plus
+//! `SHUTDOWN_GRACE`, however many workers misbehave:
+//! 1. dispatched work may finish until T; past it, busy children are
+//!    killed, busy workers leave their pools (their tasks end with TIMEOUT)
+//!    and tasks that never started fail;
+//! 2. threads blocked in `wait` or `drain` see their outcomes and leave;
+//! 3. SHUTDOWN goes to every mailbox; pool threads and children have until
+//!    T + grace to leave; children still alive then are killed and reaped,
+//!    and threads still in a callable are left running (their memory is
+//!    never unmapped; the thread exits as soon as its callable returns).
+
+use super::{lock, phase, Life, Runtime, SHUTDOWN_GRACE};
+use crate::mailbox::{state, Sleeper};
+use crate::status::{Error, Result, Status};
+use crate::sys;
+use crate::worker::Mode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Runtime {
+    /// Shuts the runtime down (see the module doc); later calls return Ok.
+    /// Threads blocked in `wait` or `drain` return before it does.
+    pub fn close(&self) -> Result<()> {
+        if self.is_forked_copy() {
+            return Ok(()); // nothing here is this copy's to stop
+        }
+        self.phase.store(phase::CLOSING, Ordering::Release);
+        let life = std::mem::replace(&mut *lock(&self.life), Life::Closed);
+        let deadline = self.options.shutdown_timeout.map(|t| Instant::now() + t);
+        let exit_by = deadline.map(|d| d + SHUTDOWN_GRACE);
+        let passed = |by: Option<Instant>| by.is_some_and(|d| Instant::now() >= d);
+        let mut outcome = Ok(());
+        match life {
+            Life::Closed => return Ok(()),
+            Life::Setup(regs) => {
+                for r in regs {
+                    r.mailbox.publish(state::SHUTDOWN);
+                }
+            }
+            Life::Running(mut threads) => {
+                let finished = self
+                    .shared
+                    .wait_for_until(deadline, |e| (e.unfinished() == 0).then_some(()));
+                let overdue = finished.is_none().then(|| self.end_overdue_work());
+                // Waiters see their tasks' outcomes before the ids go.
+                self.shared.wake_waiters();
+                // Other threads' waits and drains come first: a drain in
+                // progress reports the first failure, not this shutdown.
+                while (self.waiting.load(Ordering::SeqCst) > 0
+                    || self.draining.load(Ordering::SeqCst) > 0)
+                    && !passed(exit_by)
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let first = self.shared.lock().drain();
+                outcome = match overdue {
+                    Some(e) => Err(e),
+                    None => first,
+                };
+                // Stop watching before children exit on SHUTDOWN.
+                if let Some((handle, stop)) = lock(&self.reaper).take() {
+                    sys::eventfd_signal(&stop);
+                    let _ = handle.join();
+                }
+                for w in self.shared.workers.get().into_iter().flat_map(|w| w.iter()) {
+                    w.mailbox.publish(state::SHUTDOWN);
+                }
+                self.shared.stop.store(true, Ordering::Release);
+                self.shared.bell.wake(Sleeper::Dispatcher);
+                // The dispatcher (last) exits now that nothing is in flight;
+                // pool threads exit unless a callable never returns.
+                let dispatcher = threads.pop();
+                let mut stuck = 0;
+                for t in threads {
+                    while !t.is_finished() && !passed(exit_by) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if t.is_finished() {
+                        let _ = t.join();
+                    } else {
+                        stuck += 1;
+                    }
+                }
+                if let Some(d) = dispatcher {
+                    let _ = d.join();
+                }
+                if stuck > 0 {
+                    // A stuck thread may still touch its mailbox, the doorbell
+                    // or the heap: never unmap them.
+                    std::mem::forget(std::mem::take(&mut *lock(&self.owned)));
+                    self.left_threads.store(true, Ordering::Release);
+                    let e = Error::new(
+                        Status::Timeout,
+                        format!(
+                            "{stuck} pool thread(s) still ran a callable at the shutdown \
+                             deadline and were left running (each exits when its callable \
+                             returns)"
+                        ),
+                    );
+                    outcome = outcome.and(Err(e));
+                }
+            }
+        }
+        let killed = self.reap_children(exit_by);
+        if !killed.is_empty() {
+            let e = Error::new(
+                Status::Timeout,
+                format!("children {killed:?} ignored SHUTDOWN past the deadline and were killed"),
+            );
+            outcome = outcome.and(Err(e));
+        }
+        outcome
+    }
+
+    /// Reaps the children this runtime forked as they exit; those still
+    /// alive at `exit_by` are killed and reaped. Returns the killed pids.
+    fn reap_children(&self, exit_by: Option<Instant>) -> Vec<i32> {
+        let mut left = std::mem::take(&mut *lock(&self.children));
+        let mut killed = Vec::new();
+        loop {
+            // A child's lifeline closes (dropped) only once it is reaped.
+            left.retain(|c| matches!(sys::wait_child(c.pid, false), Ok(None)));
+            if left.is_empty() {
+                return killed;
+            }
+            if exit_by.is_some_and(|d| Instant::now() >= d) {
+                for c in left {
+                    let _ = sys::kill_and_reap(c.pid);
+                    killed.push(c.pid);
+                }
+                return killed;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The shutdown deadline passed with work unfinished: kills the children
+    /// still running tasks, takes every busy worker out of its pool (its
+    /// task fails with TIMEOUT) and fails the tasks that never started.
+    fn end_overdue_work(&self) -> Error {
+        let busy: Vec<usize> = self.shared.busy_workers().map(|w| w.index).collect();
+        let workers = self.shared.workers.get().expect("started");
+        let mut ended = Vec::new();
+        for &i in &busy {
+            let w = &workers[i];
+            ended.push(w.to_string());
+            let cause = Error::new(
+                Status::Timeout,
+                format!("{w} was still running this task at the shutdown deadline"),
+            );
+            // Retired first, so the task ends with TIMEOUT, not CHILD_DIED.
+            self.shared.retire_worker(i, cause);
+            if let Mode::Spawned(pid) = w.mode {
+                sys::kill_child(pid);
+            }
+        }
+        let mut engine = self.shared.lock();
+        engine.abort_unstarted(&Error::new(
+            Status::Timeout,
+            "the shutdown deadline passed before this task could run",
+        ));
+        drop(engine);
+        self.shared.wake_waiters();
+        Error::new(
+            Status::Timeout,
+            format!(
+                "the shutdown deadline passed with work unfinished; ended: {}",
+                ended.join(", ")
+            ),
+        )
+    }
+}

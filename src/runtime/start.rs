@@ -1,0 +1,177 @@
+//! Starting the pool: the readiness handshake with spawned children, then
+//! the library's threads (pool threads, the dispatcher, the reaper).
+
+use super::{lock, phase, Life, Registration, Runtime, DEFAULT_SHUTDOWN_TIMEOUT, POOL_THREAD};
+use crate::child::{self, Handler, ServeOptions};
+use crate::mailbox::state;
+use crate::reaper::{self, Watched};
+use crate::status::{fail, Error, Result, Status};
+use crate::sys;
+use crate::worker::{Mode, Worker};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+impl Runtime {
+    /// Starts the pool threads and the dispatcher. Idempotent.
+    pub fn start(&self) -> Result<()> {
+        if self.accepting()? == phase::RUNNING {
+            return Ok(());
+        }
+        let mut life = lock(&self.life);
+        let regs = match &mut *life {
+            Life::Setup(regs) => std::mem::take(regs),
+            Life::Running(_) => return Ok(()),
+            Life::Closed => return self.accepting().map(|_| ()),
+        };
+        if let Err(e) = self.await_children(&regs) {
+            for r in &regs {
+                r.mailbox.publish(state::SHUTDOWN);
+            }
+            *life = Life::Closed;
+            self.phase.store(phase::FAILED, Ordering::Release);
+            for c in lock(&self.children).drain(..) {
+                let _ = sys::kill_and_reap(c.pid);
+            }
+            return Err(e);
+        }
+        let mut handlers = Vec::new();
+        let workers: Arc<[Worker]> = regs
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| {
+                if let Some(h) = r.handler {
+                    handlers.push((index, h));
+                }
+                Worker {
+                    ty: r.ty,
+                    mode: r.mode,
+                    mailbox: r.mailbox,
+                    in_flight: AtomicU64::new(0),
+                    index,
+                    launched_at: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        let _ = self.shared.workers.set(workers.clone());
+        self.shared
+            .lock()
+            .install(workers.clone(), self.shared.bell);
+        let mut threads = Vec::new();
+        let result = self.start_threads(&workers, handlers, &mut threads);
+        *life = Life::Running(threads);
+        self.phase.store(phase::RUNNING, Ordering::Release);
+        result
+    }
+
+    /// Waits for every spawned child to announce it is ready (then answers
+    /// IDLE), and reports the first one whose init failed or that died first.
+    fn await_children(&self, regs: &[Registration]) -> Result<()> {
+        let deadline = Instant::now()
+            + self
+                .options
+                .shutdown_timeout
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        for (index, r) in regs.iter().enumerate() {
+            let Mode::Spawned(pid) = r.mode else { continue };
+            let who = format!("{} worker {index} (child pid {pid})", r.ty);
+            loop {
+                match r.mailbox.state() {
+                    state::CHILD_READY => {
+                        r.mailbox.set_state(state::IDLE);
+                        break;
+                    }
+                    state::INIT_FAILED => {
+                        let code = r.mailbox.error();
+                        return fail(
+                            Status::ChildDied,
+                            format!("{who}: its init function failed with error {code}"),
+                        );
+                    }
+                    _ => {}
+                }
+                if let Ok(Some(how)) = sys::wait_child(pid, false) {
+                    lock(&self.children).retain(|c| c.pid != pid);
+                    return fail(
+                        Status::ChildDied,
+                        format!("{who} {how} before it was ready"),
+                    );
+                }
+                if Instant::now() >= deadline {
+                    return fail(
+                        Status::Timeout,
+                        format!("{who} did not become ready in time"),
+                    );
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_threads(
+        &self,
+        workers: &Arc<[Worker]>,
+        handlers: Vec<(usize, Handler)>,
+        threads: &mut Vec<JoinHandle<()>>,
+    ) -> Result<()> {
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::new(Status::Os, format!("starting a pool thread: {e}")))
+        };
+        let key = Arc::as_ptr(&self.shared) as usize;
+        for (index, mut handler) in handlers {
+            let mailbox = workers[index].mailbox;
+            let opts = ServeOptions {
+                doorbell: Some(self.shared.bell),
+                spin: self.options.worker_spin,
+                ..ServeOptions::default()
+            };
+            let n = self.next_thread.fetch_add(1, Ordering::Relaxed);
+            threads.push(spawn(
+                format!("dist-worker-{n}"),
+                Box::new(move || {
+                    POOL_THREAD.with(|c| c.set(Some((key, index))));
+                    let _ = child::serve(mailbox, &mut *handler, &opts);
+                }),
+            )?);
+        }
+        let shared = self.shared.clone();
+        threads.push(spawn(
+            "dist-dispatch".into(),
+            Box::new(move || shared.run_dispatcher()),
+        )?);
+        // Processes are watched through pidfds; where pidfd_open fails the
+        // reaper looks at them every few milliseconds instead.
+        let watched: Vec<Watched> = workers
+            .iter()
+            .filter_map(|w| {
+                let (pid, reap) = match w.mode {
+                    Mode::Spawned(pid) => (pid, true),
+                    Mode::External(Some(pid)) => (pid, false),
+                    _ => return None,
+                };
+                Some(Watched {
+                    worker: w.index,
+                    pid,
+                    pidfd: sys::pidfd_open(pid).ok(),
+                    reap,
+                })
+            })
+            .collect();
+        if !watched.is_empty() {
+            let stop = Arc::new(sys::eventfd()?);
+            let (shared, stop_thread) = (self.shared.clone(), stop.clone());
+            let children = self.children.clone();
+            let handle = spawn(
+                "dist-reaper".into(),
+                Box::new(move || reaper::run(&shared, &children, watched, &stop_thread)),
+            )?;
+            *lock(&self.reaper) = Some((handle, stop));
+        }
+        Ok(())
+    }
+}
