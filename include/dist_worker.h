@@ -744,9 +744,11 @@ DistStatus dist_worker_task_tensor(struct DistWorker *worker,
  * calls may be in progress: dispatch, alloc and scope calls then return
  * DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
  * work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
- * `worker` is freed only after every such call has returned; none may
- * start after this function returns. In a copy of the process made by
- * fork(), it frees the copy's memory only and touches no mailbox or child.
+ * `worker` is freed only after every such call has returned (never, if a
+ * pool thread was left running in a callable that may still use it); no
+ * call may start once this function may have returned. In a copy of the
+ * process made by fork(), it frees the copy's memory only and touches no
+ * mailbox or child.
  *
  * # Safety
  * `worker` NULL or from `dist_worker_create`, not shut down before.

@@ -250,14 +250,20 @@ impl Mailbox {
 
     /// Serving side, before its loop: announces readiness (`error == 0`) or
     /// a failed init (its code).
-    pub fn announce(&self, error: i32) {
-        if error == 0 {
-            self.set_state(state::CHILD_READY);
+    ///
+    /// Returns false, and leaves the state alone, when the parent wrote
+    /// SHUTDOWN first (it shut down before start): the child should leave.
+    pub fn announce(&self, error: i32) -> bool {
+        let s = if error == 0 {
+            state::CHILD_READY
         } else {
             self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
                 .store(error, Ordering::Relaxed);
-            self.set_state(state::INIT_FAILED);
-        }
+            state::INIT_FAILED
+        };
+        self.state_word()
+            .compare_exchange(state::IDLE, s, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Serving side: reports a finished task, echoing its launch sequence.

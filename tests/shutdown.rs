@@ -77,3 +77,34 @@ fn a_prompt_shutdown_reports_no_timeout() {
     submit(&rt, WorkerType::Sub, false);
     rt.shutdown().unwrap();
 }
+
+#[test]
+fn a_shutdown_during_a_slow_start_wins() {
+    let rt = std::sync::Arc::new(Runtime::new(options()).unwrap());
+    rt.spawn_with_init(
+        WorkerType::Sub,
+        Some(Box::new(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            0
+        })),
+        Box::new(hang),
+    )
+    .unwrap();
+    let starter = {
+        let rt = rt.clone();
+        std::thread::spawn(move || rt.start())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let t = std::time::Instant::now();
+    rt.close().unwrap();
+    // The deadline (300 ms) counts from the call, not from the end of start.
+    assert!(t.elapsed() < Duration::from_millis(300 + 200 + 300), "{:?}", t.elapsed());
+    let _ = starter.join().unwrap();
+    let e = rt.submit(&TaskSpec {
+        ty: WorkerType::Sub,
+        callable: 7,
+        config: DistCallConfig::default(),
+        members: &[Args::default()][..],
+    });
+    assert_eq!(e.unwrap_err().status, Status::ShutDown);
+}

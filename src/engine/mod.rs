@@ -196,6 +196,8 @@ pub struct Engine {
     launches: u32,
     /// Record launch times (task deadlines are on).
     pub track_launches: bool,
+    /// Set by shutdown: no task is accepted or launched any more.
+    closed: bool,
     /// Per worker: the task its callable waits for from inside (THREAD
     /// workers only), for deadlock detection.
     nested: Vec<Option<DistTaskId>>,
@@ -228,6 +230,7 @@ impl Engine {
             ended: Vec::new(),
             launches: 0,
             nested: Vec::new(),
+            closed: false,
             last_launch_woke: false,
             track_launches: false,
         }
@@ -344,6 +347,12 @@ impl Engine {
         &mut self,
         spec: &TaskSpec<'_, M>,
     ) -> Result<Option<DistTaskId>> {
+        if self.closed {
+            return fail(
+                Status::ShutDown,
+                "the worker is shutting down and takes no new work",
+            );
+        }
         let n = spec.members.count();
         let live = self.pools[spec.ty.index()].size();
         if live == 0 {
@@ -542,7 +551,7 @@ impl Engine {
 
     /// Launches queued tasks of `ty` while enough workers are idle.
     fn pump(&mut self, ty: WorkerType) {
-        let Some(workers) = self.workers.clone() else {
+        let Some(workers) = self.workers.clone().filter(|_| !self.closed) else {
             return;
         };
         // Whoever waits for completions sleeps until a worker rings; a worker
@@ -633,6 +642,11 @@ impl Engine {
         }
         self.member_finished(idx, failure);
         self.pump(w.ty);
+    }
+
+    /// Shutdown: from now on no task is accepted (SHUT_DOWN) or launched.
+    pub fn close(&mut self) {
+        self.closed = true;
     }
 
     /// Finishes every task that has not started (pending or queued) with

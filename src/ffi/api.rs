@@ -494,9 +494,11 @@ pub unsafe extern "C" fn dist_worker_task_tensor(
 /// calls may be in progress: dispatch, alloc and scope calls then return
 /// DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
 /// work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
-/// `worker` is freed only after every such call has returned; none may
-/// start after this function returns. In a copy of the process made by
-/// fork(), it frees the copy's memory only and touches no mailbox or child.
+/// `worker` is freed only after every such call has returned (never, if a
+/// pool thread was left running in a callable that may still use it); no
+/// call may start once this function may have returned. In a copy of the
+/// process made by fork(), it frees the copy's memory only and touches no
+/// mailbox or child.
 ///
 /// # Safety
 /// `worker` NULL or from `dist_worker_create`, not shut down before.
@@ -518,12 +520,22 @@ pub unsafe extern "C" fn dist_worker_shutdown(worker: *mut DistWorker) -> DistSt
             ));
         }
         let outcome = w.core.close();
-        // Calls still inside (a wait woken by the close) leave promptly. In
-        // a forked copy, calls of other threads were copied mid-way and
-        // will never return: there is nobody to wait for.
-        let bound = Instant::now() + SHUTDOWN_GRACE;
+        // Calls still inside (a wait woken by the close) leave promptly,
+        // within the shutdown's own bound. In a forked copy, calls of other
+        // threads were copied mid-way and will never return: there is
+        // nobody to wait for.
+        let bound = w
+            .core
+            .close_by()
+            .unwrap_or(Instant::now() + SHUTDOWN_GRACE)
+            .max(Instant::now() + Duration::from_millis(5));
         if w.core.is_forked_copy() {
             w.calls.store(0, Ordering::Release);
+        }
+        if w.core.left_threads() {
+            // A pool thread still in a callable may call this worker when
+            // the callable returns: its memory must outlive it.
+            return outcome;
         }
         while w.calls.load(Ordering::Acquire) > 0 && Instant::now() < bound {
             std::thread::sleep(Duration::from_micros(200));

@@ -108,10 +108,14 @@ mod phase {
 }
 
 thread_local! {
-    /// On a pool thread: its runtime's progress (as an address) and its
-    /// worker index, so a callable that waits on its own runtime is known.
-    static POOL_THREAD: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+    /// On a pool thread: its runtime's id and its worker index, so a
+    /// callable that calls its own runtime is known.
+    static POOL_THREAD: Cell<Option<(u64, usize)>> = const { Cell::new(None) };
 }
+
+/// Ids of runtimes, unique in the process (an address could be reused by a
+/// later runtime while a pool thread of an earlier one still runs).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One level of the hierarchy: pools of workers and the engine that feeds them.
 pub struct Runtime {
@@ -136,6 +140,10 @@ pub struct Runtime {
     fork_generation: u64,
     /// The process that created it.
     creator: i32,
+    /// Unique in the process (see `POOL_THREAD`).
+    id: u64,
+    /// When a shutdown gives up on everything (its deadline plus grace).
+    close_by: Mutex<Option<Instant>>,
     /// Threads inside `wait`: a drain releases no id before they have seen
     /// their outcomes.
     waiting: AtomicUsize,
@@ -218,6 +226,8 @@ impl Runtime {
             next_thread: AtomicU64::new(0),
             fork_generation: lifeline::fork_generation(),
             creator: sys::getpid(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            close_by: Mutex::new(None),
             waiting: AtomicUsize::new(0),
             draining: AtomicUsize::new(0),
         })
@@ -274,11 +284,22 @@ impl Runtime {
     /// The worker index, if the calling thread is one of this runtime's
     /// pool threads (so it runs inside a callable of this runtime).
     pub fn pool_worker(&self) -> Option<usize> {
-        let key = Arc::as_ptr(&self.shared) as usize;
         POOL_THREAD
             .with(|c| c.get())
-            .filter(|&(k, _)| k == key)
+            .filter(|&(id, _)| id == self.id)
             .map(|(_, w)| w)
+    }
+
+    /// Whether a shutdown left pool threads running in callables: they may
+    /// still call into this runtime, so its memory must never be freed.
+    pub fn left_threads(&self) -> bool {
+        self.left_threads.load(Ordering::Acquire)
+    }
+
+    /// When the shutdown under way gives up waiting for anything (its
+    /// deadline plus the grace); None before shutdown or without a deadline.
+    pub fn close_by(&self) -> Option<Instant> {
+        *lock(&self.close_by)
     }
 
     /// Submits a task (starting the pool on first use). Returns its id.
@@ -375,13 +396,19 @@ impl Runtime {
         }
         let _inside = Waiting::enter(self);
         let nested = self.pool_worker();
-        if let Some(w) = nested {
-            self.shared.lock().set_nested_wait(w, Some(id));
-        }
         let r = self.shared.wait_for(|e| match e.outcome(id) {
             Err(err) => Some(Err(self.unknown_after_close(err))),
             Ok(Some(r)) => Some(r),
-            Ok(None) => nested.and_then(|w| e.nested_deadlock(w, id)).map(Err),
+            // Recorded and checked in one critical section: of two callables
+            // that close a cycle, only the second one sees the deadlock.
+            Ok(None) => nested.and_then(|w| {
+                e.set_nested_wait(w, Some(id));
+                let stuck = e.nested_deadlock(w, id);
+                if stuck.is_some() {
+                    e.set_nested_wait(w, None);
+                }
+                stuck.map(Err)
+            }),
         });
         if let Some(w) = nested {
             self.shared.lock().set_nested_wait(w, None);

@@ -161,7 +161,9 @@ impl Runtime {
                 return 1; // the parent died before the lifeline was armed
             }
             let status = init.map_or(0, |f| f());
-            mailbox.announce(status);
+            if !mailbox.announce(status) {
+                return 0; // shut down before start: SHUTDOWN is already there
+            }
             if status != 0 {
                 return 1;
             }

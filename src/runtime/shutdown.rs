@@ -26,10 +26,12 @@ impl Runtime {
         if self.is_forked_copy() {
             return Ok(()); // nothing here is this copy's to stop
         }
-        self.phase.store(phase::CLOSING, Ordering::Release);
-        let life = std::mem::replace(&mut *lock(&self.life), Life::Closed);
+        // The deadline starts now, even if a start holds the life cycle.
         let deadline = self.options.shutdown_timeout.map(|t| Instant::now() + t);
         let exit_by = deadline.map(|d| d + SHUTDOWN_GRACE);
+        self.phase.store(phase::CLOSING, Ordering::Release);
+        *lock(&self.close_by) = exit_by;
+        let life = std::mem::replace(&mut *lock(&self.life), Life::Closed);
         let passed = |by: Option<Instant>| by.is_some_and(|d| Instant::now() >= d);
         let mut outcome = Ok(());
         match life {
@@ -40,9 +42,11 @@ impl Runtime {
                 }
             }
             Life::Running(mut threads) => {
+                // Closed in the same critical section that sees the work
+                // done: no submit can slip in after it.
                 let finished = self
                     .shared
-                    .wait_for_until(deadline, |e| (e.unfinished() == 0).then_some(()));
+                    .wait_for_until(deadline, |e| (e.unfinished() == 0).then(|| e.close()));
                 let overdue = finished.is_none().then(|| self.end_overdue_work());
                 // Waiters see their tasks' outcomes before the ids go.
                 self.shared.wake_waiters();
@@ -140,6 +144,14 @@ impl Runtime {
     /// still running tasks, takes every busy worker out of its pool (its
     /// task fails with TIMEOUT) and fails the tasks that never started.
     fn end_overdue_work(&self) -> Error {
+        // First nothing new may start: closed, and what waits fails.
+        let mut engine = self.shared.lock();
+        engine.close();
+        engine.abort_unstarted(&Error::new(
+            Status::Timeout,
+            "the shutdown deadline passed before this task could run",
+        ));
+        drop(engine);
         let busy: Vec<usize> = self.shared.busy_workers().map(|w| w.index).collect();
         let workers = self.shared.workers.get().expect("started");
         let mut ended = Vec::new();
@@ -156,12 +168,6 @@ impl Runtime {
                 sys::kill_child(pid);
             }
         }
-        let mut engine = self.shared.lock();
-        engine.abort_unstarted(&Error::new(
-            Status::Timeout,
-            "the shutdown deadline passed before this task could run",
-        ));
-        drop(engine);
         self.shared.wake_waiters();
         Error::new(
             Status::Timeout,

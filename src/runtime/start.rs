@@ -30,7 +30,12 @@ impl Runtime {
                 r.mailbox.publish(state::SHUTDOWN);
             }
             *life = Life::Closed;
-            self.phase.store(phase::FAILED, Ordering::Release);
+            let _ = self.phase.compare_exchange(
+                phase::SETUP,
+                phase::FAILED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
             for c in lock(&self.children).drain(..) {
                 let _ = sys::kill_and_reap(c.pid);
             }
@@ -61,7 +66,17 @@ impl Runtime {
         let mut threads = Vec::new();
         let result = self.start_threads(&workers, handlers, &mut threads);
         *life = Life::Running(threads);
-        self.phase.store(phase::RUNNING, Ordering::Release);
+        // A shutdown that began meanwhile (CLOSING) waits for this lock and
+        // stops the threads; a pool that could not start all of its
+        // threads takes no work (FAILED) and is stopped by shutdown.
+        let next = if result.is_ok() {
+            phase::RUNNING
+        } else {
+            phase::FAILED
+        };
+        let _ =
+            self.phase
+                .compare_exchange(phase::SETUP, next, Ordering::AcqRel, Ordering::Acquire);
         result
     }
 
@@ -122,7 +137,7 @@ impl Runtime {
                 .spawn(f)
                 .map_err(|e| Error::new(Status::Os, format!("starting a pool thread: {e}")))
         };
-        let key = Arc::as_ptr(&self.shared) as usize;
+        let key = self.id;
         for (index, mut handler) in handlers {
             let mailbox = workers[index].mailbox;
             let opts = ServeOptions {
