@@ -37,17 +37,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "proc.h"
 
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* callable 0: no-op; 1: sleep scalar[0] ms; 2: fail with 9; 3: _exit(3). */
@@ -89,17 +84,6 @@ static int reaped_within(pid_t pid, long ms) {
         nap_ms(2);
     }
     return 0;
-}
-
-static int count_threads(void) {
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL, "opendir: %s", strerror(errno));
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
 }
 
 /* ---- lifeline ---------------------------------------------------------- */

@@ -19,26 +19,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "proc.h"
 
 static int32_t ok_or_fail(void *user, uint64_t callable, const DistTaskView *a, const DistCallConfig *c) {
     (void)user; (void)a; (void)c;
     return callable == 99 ? 31 : 0;
-}
-
-static int count_threads(void) {
-    DIR *d = opendir("/proc/self/task");
-    CHECK(d != NULL, "opendir /proc/self/task: %s", strerror(errno));
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
-
-static void nap_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* A joined thread may linger in /proc for a moment after pthread_join
