@@ -8,7 +8,8 @@
 
 use crate::abi::DistCallConfig;
 use crate::blob::{self, TaskView};
-use crate::mailbox::{state, Doorbell, Mailbox};
+use crate::doorbell::Doorbell;
+use crate::mailbox::{state, Mailbox};
 use crate::status::{fail, Result, Status};
 use crate::sys;
 use std::time::Duration;

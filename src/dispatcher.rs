@@ -12,8 +12,9 @@
 //! is claimed by swapping the worker's token to 0, and a batch of them is
 //! handed to the engine under its lock.
 
+use crate::doorbell::{Doorbell, Sleeper};
 use crate::engine::{token_launch, Engine};
-use crate::mailbox::{state, Doorbell, Sleeper};
+use crate::mailbox::state;
 use crate::status::{Error, Status};
 use crate::worker::Worker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -24,6 +24,7 @@ pub mod abi;
 pub mod blob;
 pub mod child;
 pub mod dispatcher;
+pub mod doorbell;
 pub mod engine;
 pub mod ffi;
 pub mod mailbox;

@@ -98,7 +98,11 @@ fn a_shutdown_during_a_slow_start_wins() {
     let t = std::time::Instant::now();
     rt.close().unwrap();
     // The deadline (300 ms) counts from the call, not from the end of start.
-    assert!(t.elapsed() < Duration::from_millis(300 + 200 + 300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300 + 200 + 300),
+        "{:?}",
+        t.elapsed()
+    );
     let _ = starter.join().unwrap();
     let e = rt.submit(&TaskSpec {
         ty: WorkerType::Sub,

@@ -14,17 +14,28 @@
 //! its output has been consumed. Consuming removes its tensor-map entries
 //! and frees its heap memory. Its id stays waitable until the next drain.
 
+mod deps;
+mod finish;
+mod memory;
 mod ring;
 mod scope;
+mod slot;
+mod spec;
 mod tensor_map;
 
 pub use ring::HeapRing;
 pub use scope::ScopeStack;
+pub use spec::{MemberArgs, Stats, TaskSpec};
 pub use tensor_map::TensorMap;
 
-use crate::abi::{self, DistCallConfig, DistTaskId, DistTensor};
+use finish::upstream_error;
+use slot::{task_id, token, Phase, Slot};
+pub use slot::{token_launch, token_slot};
+
+use crate::abi::{self, DistTaskId};
 use crate::blob::{self, Args};
-use crate::mailbox::{state, Doorbell};
+use crate::doorbell::Doorbell;
+use crate::mailbox::state;
 use crate::pool::Pool;
 use crate::status::{fail, Error, Result, Status};
 use crate::worker::{Worker, WorkerType};
@@ -36,132 +47,6 @@ pub const MAX_GROUP: u32 = 4096;
 
 /// Most tasks that may be known at once (finished ones count until drain).
 pub const MAX_SLOTS: usize = 1 << 24;
-
-/// The arguments of a task's members, read one at a time so a submitter's
-/// arrays are never copied into an intermediate collection.
-pub trait MemberArgs {
-    /// Number of members (at least 1).
-    fn count(&self) -> u32;
-    /// Member `i`'s arguments.
-    fn member(&self, i: u32) -> Result<Args<'_>>;
-}
-
-impl MemberArgs for [Args<'_>] {
-    fn count(&self) -> u32 {
-        self.len() as u32
-    }
-    fn member(&self, i: u32) -> Result<Args<'_>> {
-        Ok(self[i as usize])
-    }
-}
-
-/// A task as the core receives it.
-pub struct TaskSpec<'a, M: MemberArgs + ?Sized = [Args<'a>]> {
-    /// Pool that runs it.
-    pub ty: WorkerType,
-    /// Handle or callable id.
-    pub callable: u64,
-    /// Launch configuration.
-    pub config: DistCallConfig,
-    /// One entry per group member.
-    pub members: &'a M,
-}
-
-/// Counts that show whether the engine is back to its resting state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Slots in use (tasks known, plus allocations and tasks still alive).
-    pub slots: usize,
-    /// Tensor-map entries.
-    pub map_entries: usize,
-    /// Bytes of the heap ring in live allocations.
-    pub heap_live_bytes: u64,
-    /// Heap ring blocks not yet reclaimed.
-    pub heap_blocks: usize,
-    /// Open scopes (not counting the root).
-    pub scope_depth: usize,
-    /// Tasks submitted and not finished.
-    pub unfinished: usize,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Phase {
-    #[default]
-    Free,
-    Pending,
-    Ready,
-    Running,
-    Done,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    gen: u32,
-    phase: Phase,
-    /// An allocation made by `alloc` (never a task the caller can wait on).
-    is_alloc: bool,
-    ty: WorkerType,
-    callable: u64,
-    config: DistCallConfig,
-    /// Members not yet finished.
-    remaining: u32,
-    /// Encoded blobs of all members, back to back.
-    blobs: Vec<u8>,
-    /// End offset of each member's blob in `blobs`.
-    ends: Vec<u32>,
-    /// Why it failed (first member failure wins).
-    failure: Option<Error>,
-    /// Producers not yet finished.
-    fanin: u32,
-    /// Tasks waiting for this one to finish.
-    fanout: Vec<u32>,
-    /// Tasks this one keeps alive until it is consumed.
-    holds: Vec<u32>,
-    /// Reasons it cannot be consumed yet.
-    refs: u32,
-    /// Addresses it is (or was) the last writer of.
-    writes: Vec<u64>,
-    /// Heap ring allocations it owns.
-    allocs: Vec<ring::Handle>,
-    /// A producer that failed (so this task will not run).
-    upstream_failed: Option<DistTaskId>,
-    /// Its id was released by a drain.
-    retired: bool,
-}
-
-impl Slot {
-    fn members(&self) -> u32 {
-        self.ends.len() as u32
-    }
-
-    fn blob(&self, member: u32) -> &[u8] {
-        let m = member as usize;
-        let start = if m == 0 { 0 } else { self.ends[m - 1] as usize };
-        &self.blobs[start..self.ends[m] as usize]
-    }
-}
-
-/// A worker's in-flight token: the slot it runs (low half, plus one so it
-/// is never 0) and a launch sequence number (high half), so a poller
-/// holding a stale token can never claim a later launch (no ABA).
-fn token(slot: u32, launch: u32) -> u64 {
-    (slot as u64 + 1) | ((launch as u64) << 32)
-}
-
-/// The slot of an in-flight token.
-pub fn token_slot(token: u64) -> u32 {
-    ((token & 0xffff_ffff) - 1) as u32
-}
-
-/// The launch sequence number of an in-flight token (what the mailbox's
-/// `launch_seq` word carried).
-pub fn token_launch(token: u64) -> u32 {
-    (token >> 32) as u32
-}
-
-fn task_id(slot: u32, gen: u32) -> DistTaskId {
-    ((gen as u64) << 32) | (slot as u64 + 1)
-}
 
 /// The DAG, the pools and the shared heap of one DistWorker.
 #[derive(Debug)]
@@ -251,77 +136,6 @@ impl Engine {
         self.retired = vec![false; workers.len()];
         self.nested = vec![None; workers.len()];
         self.workers = Some(workers);
-    }
-
-    /// Records that the callable on `worker` waits (Some) for a task of its
-    /// own runtime, or no longer does (None).
-    pub fn set_nested_wait(&mut self, worker: usize, task: Option<DistTaskId>) {
-        if let Some(n) = self.nested.get_mut(worker) {
-            *n = task;
-        }
-    }
-
-    /// For a callable on `worker` waiting for unfinished task `id`: why the
-    /// wait can never end, if it cannot. It cannot when `id` is the
-    /// callable's own task or depends on it, or when every busy worker is a
-    /// callable waiting like this for an unfinished task (nothing runs that
-    /// could finish one; tasks of idle workers would have been launched).
-    pub fn nested_deadlock(&self, worker: usize, id: DistTaskId) -> Option<Error> {
-        let workers = self.workers.as_ref()?;
-        let waited = (id & 0xffff_ffff).wrapping_sub(1) as u32;
-        let own = workers[worker].in_flight.load(Ordering::Acquire);
-        if own != 0 {
-            let own = token_slot(own);
-            if own == waited || self.reaches(own, waited) {
-                return Some(Error::new(
-                    Status::BadState,
-                    format!(
-                        "the callable on {} waits for task {id:#x}, which cannot run before \
-                         the callable's own task {:#x} finishes (deadlock)",
-                        workers[worker],
-                        task_id(own, self.slots[own as usize].gen)
-                    ),
-                ));
-            }
-        }
-        let unfinished = |t: DistTaskId| matches!(self.outcome(t), Ok(None));
-        let mut busy = 0;
-        for pool in &self.pools {
-            for &w in pool.live.iter().filter(|w| !pool.idle.contains(w)) {
-                busy += 1;
-                if !self.nested[w as usize].is_some_and(unfinished) {
-                    return None; // this one can still finish its task
-                }
-            }
-        }
-        Some(Error::new(
-            Status::BadState,
-            format!(
-                "the callable on {} waits for task {id:#x}, but all {busy} busy worker(s) \
-                 are callables waiting for unfinished tasks of this DistWorker and none is \
-                 idle to run them (deadlock); add workers of that type or do not wait from \
-                 inside a callable",
-                workers[worker]
-            ),
-        ))
-    }
-
-    /// Whether task slot `to` waits, directly or not, for slot `from`.
-    fn reaches(&self, from: u32, to: u32) -> bool {
-        let mut seen = vec![from];
-        let mut next = vec![from];
-        while let Some(s) = next.pop() {
-            for &c in &self.slots[s as usize].fanout {
-                if c == to {
-                    return true;
-                }
-                if !seen.contains(&c) {
-                    seen.push(c);
-                    next.push(c);
-                }
-            }
-        }
-        false
     }
 
     /// Tasks submitted and not yet finished.
@@ -438,78 +252,6 @@ impl Engine {
             slot.ends.push(slot.blobs.len() as u32);
         }
         Ok(true)
-    }
-
-    /// Adds the task's dependencies (lookups first, so a group whose members
-    /// share an address never waits on itself), then records its writes.
-    fn link<M: MemberArgs + ?Sized>(&mut self, idx: u32, members: &M) {
-        for pass_writes in [false, true] {
-            for m in 0..members.count() {
-                let args = members.member(m).expect("validated in encode_members");
-                for (j, _) in args.tensors.iter().enumerate() {
-                    let tag = tag_of(&args, j);
-                    let data = blob::tensor_at(self.slots[idx as usize].blob(m), j)
-                        .expect("encoded")
-                        .data;
-                    if data == 0 {
-                        continue;
-                    }
-                    if !pass_writes && (tag == abi::DIST_ARG_INPUT || tag == abi::DIST_ARG_INOUT) {
-                        if let Some(p) = self.map.writer(data) {
-                            self.depend(idx, p, true);
-                        }
-                    }
-                    if pass_writes
-                        && matches!(
-                            tag,
-                            abi::DIST_ARG_INOUT
-                                | abi::DIST_ARG_OUTPUT
-                                | abi::DIST_ARG_OUTPUT_EXISTING
-                        )
-                    {
-                        match self.map.set_writer(data, idx) {
-                            Some(p) if p == idx => {}
-                            prev => {
-                                self.slots[idx as usize].writes.push(data);
-                                if let Some(p) = prev {
-                                    // Keep the overwritten producer (and its memory) alive.
-                                    self.depend(idx, p, false);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Makes `c` hold `p` until `c` is consumed; with `wait`, `c` also runs
-    /// only after `p` finishes (and fails if `p` failed).
-    fn depend(&mut self, c: u32, p: u32, wait: bool) {
-        if c == p {
-            return;
-        }
-        if !self.slots[c as usize].holds.contains(&p) {
-            self.slots[c as usize].holds.push(p);
-            self.slots[p as usize].refs += 1;
-        }
-        // `c` is linked in one go, so an edge to it is the newest in `p`'s fanout.
-        if wait && self.slots[p as usize].fanout.last() != Some(&c) {
-            self.wait_on(c, p);
-        }
-    }
-
-    fn wait_on(&mut self, c: u32, p: u32) {
-        let ps = &self.slots[p as usize];
-        if ps.phase == Phase::Done {
-            if ps.failure.is_some() {
-                let up = task_id(p, ps.gen);
-                self.slots[c as usize].upstream_failed.get_or_insert(up);
-            }
-            return;
-        }
-        self.slots[p as usize].fanout.push(c);
-        self.slots[c as usize].fanin += 1;
     }
 
     fn alloc_slot(&mut self) -> Result<u32> {
@@ -702,226 +444,9 @@ impl Engine {
         self.settle();
         self.pump(ty);
     }
-
-    fn member_finished(&mut self, idx: u32, failure: Option<Error>) {
-        let slot = &mut self.slots[idx as usize];
-        if slot.failure.is_none() {
-            slot.failure = failure;
-        }
-        slot.remaining -= 1;
-        if slot.remaining == 0 {
-            let f = slot.failure.take();
-            self.finishing.push((idx, f));
-            self.settle();
-        }
-    }
-
-    /// Finishes every task in `finishing`, and the dependents that become
-    /// ready or fail in consequence.
-    fn settle(&mut self) {
-        let mut ready_types = [false; 2];
-        while let Some((idx, failure)) = self.finishing.pop() {
-            if self.slots[idx as usize].phase == Phase::Done {
-                continue; // finished already (aborted together with a producer)
-            }
-            let id = task_id(idx, self.slots[idx as usize].gen);
-            let slot = &mut self.slots[idx as usize];
-            slot.phase = Phase::Done;
-            let failed = failure.is_some();
-            if let Some(f) = &failure {
-                if self.first_failure.is_none() {
-                    self.first_failure = Some(f.clone());
-                }
-            }
-            slot.failure = failure;
-            self.unfinished -= 1;
-            self.done.push(idx);
-            let mut fanout = std::mem::take(&mut self.slots[idx as usize].fanout);
-            for &c in &fanout {
-                let cs = &mut self.slots[c as usize];
-                if cs.phase == Phase::Done {
-                    continue;
-                }
-                if failed {
-                    cs.upstream_failed.get_or_insert(id);
-                }
-                cs.fanin -= 1;
-                if cs.fanin > 0 {
-                    continue;
-                }
-                let cid = task_id(c, cs.gen);
-                match cs.upstream_failed {
-                    Some(up) => self.finishing.push((c, Some(upstream_error(cid, up)))),
-                    None => {
-                        cs.phase = Phase::Ready;
-                        ready_types[cs.ty.index()] = true;
-                        self.pools[cs.ty.index()].ready.push_back(c);
-                    }
-                }
-            }
-            fanout.clear();
-            self.slots[idx as usize].fanout = fanout;
-            self.release(idx);
-        }
-        for ty in WorkerType::ALL {
-            if ready_types[ty.index()] {
-                self.pump(ty);
-            }
-        }
-    }
-
-    /// Drops one reference; consumes slots whose last reference went.
-    fn release(&mut self, idx: u32) {
-        self.releasing.push(idx);
-        while let Some(i) = self.releasing.pop() {
-            let s = &mut self.slots[i as usize];
-            s.refs -= 1;
-            if s.refs > 0 {
-                continue;
-            }
-            // Consumed: nothing can depend on it any more.
-            for &addr in &s.writes {
-                self.map.remove_if(addr, i);
-            }
-            for &h in &s.allocs {
-                self.ring.free(h);
-            }
-            s.writes.clear();
-            s.allocs.clear();
-            self.releasing.append(&mut s.holds);
-            if s.retired {
-                self.free_slot(i);
-            }
-        }
-    }
-
-    /// The outcome of a task: None while it runs; an error for an unknown id.
-    pub fn outcome(&self, id: DistTaskId) -> Result<Option<Result<()>>> {
-        let slot = self.known(id)?;
-        Ok(match (&slot.phase, &slot.failure) {
-            (Phase::Done, None) => Some(Ok(())),
-            (Phase::Done, Some(e)) => Some(Err(e.clone())),
-            _ => None,
-        })
-    }
-
-    fn known(&self, id: DistTaskId) -> Result<&Slot> {
-        let idx = (id & 0xffff_ffff).wrapping_sub(1);
-        let gen = (id >> 32) as u32;
-        self.slots
-            .get(idx as usize)
-            .filter(|s| s.gen == gen && s.phase != Phase::Free && !s.retired && !s.is_alloc)
-            .ok_or_else(|| {
-                Error::new(
-                    Status::InvalidArgument,
-                    format!("task id {id:#x} is unknown (never issued, or released by a drain)"),
-                )
-            })
-    }
-
-    /// The tensor descriptor a task's member was dispatched with (for
-    /// OUTPUT tensors submitted with `data == 0`, the allocated address).
-    pub fn task_tensor(&self, id: DistTaskId, member: u32, index: u32) -> Result<DistTensor> {
-        let slot = self.known(id)?;
-        if member >= slot.members() {
-            return fail(
-                Status::InvalidArgument,
-                format!(
-                    "task {id:#x} has {} member(s); {member} is out of range",
-                    slot.members()
-                ),
-            );
-        }
-        blob::tensor_at(slot.blob(member), index as usize).ok_or_else(|| {
-            Error::new(
-                Status::InvalidArgument,
-                format!("task {id:#x} member {member} has no tensor {index}"),
-            )
-        })
-    }
-
-    /// Allocates a tensor from the heap ring, owned by the current scope.
-    /// Ok(None) when the ring cannot hold it now.
-    pub fn alloc(&mut self, shape: &[u32], dtype: u8) -> Result<Option<DistTensor>> {
-        let mut t = DistTensor {
-            data: 0,
-            shapes: [0; 5],
-            ndims: shape.len() as u32,
-            dtype,
-        };
-        t.shapes[..shape.len()].copy_from_slice(shape);
-        blob::check_tensor(&t)?;
-        let size = blob::tensor_bytes(&t).unwrap_or(u64::MAX);
-        let Some((h, off)) = self.ring.alloc_tensor(size)? else {
-            return Ok(None);
-        };
-        t.data = self.heap_base + off;
-        let idx = self.alloc_slot()?;
-        let s = &mut self.slots[idx as usize];
-        s.is_alloc = true;
-        s.phase = Phase::Done;
-        s.refs = 1;
-        s.allocs.push(h);
-        s.writes.push(t.data);
-        self.scopes.add(idx);
-        self.done.push(idx);
-        if let Some(p) = self.map.set_writer(t.data, idx) {
-            self.depend(idx, p, false);
-        }
-        Ok(Some(t))
-    }
-
-    /// Opens a nested scope.
-    pub fn scope_begin(&mut self) -> Result<()> {
-        self.scopes.begin()
-    }
-
-    /// Closes the innermost scope, releasing its tasks' scope references.
-    pub fn scope_end(&mut self) -> Result<()> {
-        let mut ended = std::mem::take(&mut self.ended);
-        let r = self.scopes.end(|i| ended.push(i));
-        self.release_all(&mut ended);
-        self.ended = ended;
-        r
-    }
-
-    fn release_all(&mut self, slots: &mut Vec<u32>) {
-        for &i in slots.iter() {
-            self.release(i);
-        }
-        slots.clear();
-    }
-
-    /// With no task unfinished: ends the root scope, releases every finished
-    /// task's id, and returns the first failure since the last drain.
-    pub fn drain(&mut self) -> Result<()> {
-        debug_assert_eq!(self.unfinished, 0);
-        let mut ended = std::mem::take(&mut self.ended);
-        self.scopes.end_root(|i| ended.push(i));
-        self.release_all(&mut ended);
-        self.ended = ended;
-        while let Some(idx) = self.done.pop() {
-            let s = &mut self.slots[idx as usize];
-            s.retired = true;
-            if s.refs == 0 {
-                self.free_slot(idx);
-            }
-        }
-        match self.first_failure.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The tag of tensor `j` (INPUT when the submitter gave no tags).
 fn tag_of(args: &Args<'_>, j: usize) -> abi::DistTensorArgType {
     args.tags.map_or(abi::DIST_ARG_INPUT, |t| t[j])
-}
-
-fn upstream_error(id: DistTaskId, up: DistTaskId) -> Error {
-    Error::new(
-        Status::DependencyFailed,
-        format!("task {id:#x} did not run: task {up:#x}, which it depends on, failed"),
-    )
 }

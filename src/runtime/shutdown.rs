@@ -12,7 +12,8 @@
 //!    never unmapped; the thread exits as soon as its callable returns).
 
 use super::{lock, phase, Life, Runtime, SHUTDOWN_GRACE};
-use crate::mailbox::{state, Sleeper};
+use crate::doorbell::Sleeper;
+use crate::mailbox::state;
 use crate::status::{Error, Result, Status};
 use crate::sys;
 use crate::worker::Mode;
