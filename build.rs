@@ -17,9 +17,12 @@ fn main() {
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
-    let bindings = cbindgen::Builder::new()
-        .with_src(crate_dir.join("src/abi.rs"))
-        .with_src(crate_dir.join("src/ffi/api.rs"))
+    // The C types, then the functions in the order a reader meets them.
+    let mut builder = cbindgen::Builder::new().with_src(crate_dir.join("src/abi.rs"));
+    for file in ["handle", "lifecycle", "register", "work", "serve", "errors"] {
+        builder = builder.with_src(crate_dir.join(format!("src/ffi/{file}.rs")));
+    }
+    let bindings = builder
         .with_config(config)
         .generate()
         .expect("cbindgen generates the header");

@@ -527,6 +527,44 @@ DistStatus dist_worker_create(const struct DistWorkerOptions *options,
                               struct DistWorker **out_worker);
 
 /**
+ * Starts the pool (threads and dispatcher). Also done by the first
+ * dispatch. Calling it again is a no-op.
+ *
+ * Threads: any host thread; concurrent calls start the pool once. Not from a
+ * callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_start(struct DistWorker *worker);
+
+/**
+ * Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the
+ * library's threads, reaps the children it spawned and frees `worker`.
+ * NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
+ * a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
+ * children are then killed with SIGKILL and reaped, their tasks end with
+ * DIST_ERR_TIMEOUT, and the message names them). It returns within
+ * `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
+ * misbehave.
+ *
+ * Threads: any thread but a pool thread of `worker` (from inside one of its
+ * callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'
+ * calls may be in progress: dispatch, alloc and scope calls then return
+ * DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
+ * work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
+ * `worker` is freed only after every such call has returned (never, if a
+ * pool thread was left running in a callable that may still use it); no
+ * call may start once this function may have returned. In a copy of the
+ * process made by fork(), it frees the copy's memory only and touches no
+ * mailbox or child.
+ *
+ * # Safety
+ * `worker` NULL or from `dist_worker_create`, not shut down before.
+ */
+DistStatus dist_worker_shutdown(struct DistWorker *worker);
+
+/**
  * Registers a PROCESS worker served by a caller-started child through
  * `mailbox` (4096 bytes, MAP_SHARED, 8-byte aligned, IDLE). Before start only.
  *
@@ -602,18 +640,6 @@ DistStatus dist_worker_spawn_with_init(struct DistWorker *worker,
                                        DistTaskFn fn,
                                        void *user,
                                        int32_t *out_pid);
-
-/**
- * Starts the pool (threads and dispatcher). Also done by the first
- * dispatch. Calling it again is a no-op.
- *
- * Threads: any host thread; concurrent calls start the pool once. Not from a
- * callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
- *
- * # Safety
- * `worker` from `dist_worker_create`.
- */
-DistStatus dist_worker_start(struct DistWorker *worker);
 
 /**
  * Submits a task. Everything it needs is copied before it returns.
@@ -728,32 +754,6 @@ DistStatus dist_worker_task_tensor(struct DistWorker *worker,
                                    uint32_t member,
                                    uint32_t index,
                                    struct DistTensor *out_tensor);
-
-/**
- * Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the
- * library's threads, reaps the children it spawned and frees `worker`.
- * NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
- * a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
- * children are then killed with SIGKILL and reaped, their tasks end with
- * DIST_ERR_TIMEOUT, and the message names them). It returns within
- * `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
- * misbehave.
- *
- * Threads: any thread but a pool thread of `worker` (from inside one of its
- * callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'
- * calls may be in progress: dispatch, alloc and scope calls then return
- * DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
- * work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
- * `worker` is freed only after every such call has returned (never, if a
- * pool thread was left running in a callable that may still use it); no
- * call may start once this function may have returned. In a copy of the
- * process made by fork(), it frees the copy's memory only and touches no
- * mailbox or child.
- *
- * # Safety
- * `worker` NULL or from `dist_worker_create`, not shut down before.
- */
-DistStatus dist_worker_shutdown(struct DistWorker *worker);
 
 /**
  * Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN

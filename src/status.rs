@@ -5,78 +5,74 @@
 
 use std::fmt;
 
-/// Why an operation failed. Discriminants are the C ABI values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum Status {
+/// Declares `Status` from one table: each variant with its C value, its C
+/// name and its doc. Everything else about statuses derives from it (the
+/// values in `abi` are checked against it by a test).
+macro_rules! statuses {
+    ($($(#[doc = $doc:literal])* $variant:ident = $value:literal => $name:ident,)*) => {
+        /// Why an operation failed. Discriminants are the C ABI values.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(i32)]
+        pub enum Status {
+            $($(#[doc = $doc])* $variant = $value,)*
+        }
+
+        impl Status {
+            /// Every status, in value order.
+            pub const ALL: &'static [Status] = &[$(Status::$variant),*];
+
+            /// The C name of this status, NUL-terminated for the C API.
+            pub fn c_name(self) -> &'static std::ffi::CStr {
+                match self {
+                    $(Status::$variant => {
+                        const NAME: &str = concat!(stringify!($name), "\0");
+                        match std::ffi::CStr::from_bytes_with_nul(NAME.as_bytes()) {
+                            Ok(c) => c,
+                            Err(_) => unreachable!(),
+                        }
+                    })*
+                }
+            }
+        }
+    };
+}
+
+statuses! {
     /// A required pointer is NULL.
-    NullArgument = 1,
+    NullArgument = 1 => DIST_ERR_NULL_ARGUMENT,
     /// A value is out of range.
-    InvalidArgument = 2,
+    InvalidArgument = 2 => DIST_ERR_INVALID_ARGUMENT,
     /// The call is not allowed in the current state.
-    BadState = 3,
+    BadState = 3 => DIST_ERR_BAD_STATE,
     /// An args blob would not fit in a mailbox.
-    ArgsTooLarge = 4,
+    ArgsTooLarge = 4 => DIST_ERR_ARGS_TOO_LARGE,
     /// The callable returned a non-zero error.
-    TaskFailed = 5,
+    TaskFailed = 5 => DIST_ERR_TASK_FAILED,
     /// The child process serving the task died.
-    ChildDied = 6,
+    ChildDied = 6 => DIST_ERR_CHILD_DIED,
     /// A deadline passed.
-    Timeout = 7,
+    Timeout = 7 => DIST_ERR_TIMEOUT,
     /// The worker is shutting down.
-    ShutDown = 8,
+    ShutDown = 8 => DIST_ERR_SHUT_DOWN,
     /// A task this one depends on failed.
-    DependencyFailed = 9,
+    DependencyFailed = 9 => DIST_ERR_DEPENDENCY_FAILED,
     /// No live worker of the requested type.
-    NoWorker = 10,
+    NoWorker = 10 => DIST_ERR_NO_WORKER,
     /// Heap ring or task slots exhausted.
-    ResourceExhausted = 11,
+    ResourceExhausted = 11 => DIST_ERR_RESOURCE_EXHAUSTED,
     /// A system call failed.
-    Os = 12,
+    Os = 12 => DIST_ERR_OS,
     /// A panic was caught.
-    Panic = 13,
+    Panic = 13 => DIST_ERR_PANIC,
     /// A mailbox held a state the protocol does not allow.
-    Protocol = 14,
+    Protocol = 14 => DIST_ERR_PROTOCOL,
 }
 
 impl Status {
-    /// The C name of this status.
+    /// The C name of this status ("DIST_ERR_TIMEOUT", ...).
     pub fn name(self) -> &'static str {
-        match self {
-            Status::NullArgument => "DIST_ERR_NULL_ARGUMENT",
-            Status::InvalidArgument => "DIST_ERR_INVALID_ARGUMENT",
-            Status::BadState => "DIST_ERR_BAD_STATE",
-            Status::ArgsTooLarge => "DIST_ERR_ARGS_TOO_LARGE",
-            Status::TaskFailed => "DIST_ERR_TASK_FAILED",
-            Status::ChildDied => "DIST_ERR_CHILD_DIED",
-            Status::Timeout => "DIST_ERR_TIMEOUT",
-            Status::ShutDown => "DIST_ERR_SHUT_DOWN",
-            Status::DependencyFailed => "DIST_ERR_DEPENDENCY_FAILED",
-            Status::NoWorker => "DIST_ERR_NO_WORKER",
-            Status::ResourceExhausted => "DIST_ERR_RESOURCE_EXHAUSTED",
-            Status::Os => "DIST_ERR_OS",
-            Status::Panic => "DIST_ERR_PANIC",
-            Status::Protocol => "DIST_ERR_PROTOCOL",
-        }
+        self.c_name().to_str().unwrap_or("DIST_UNKNOWN_STATUS")
     }
-
-    /// Every status, in value order.
-    pub const ALL: [Status; 14] = [
-        Status::NullArgument,
-        Status::InvalidArgument,
-        Status::BadState,
-        Status::ArgsTooLarge,
-        Status::TaskFailed,
-        Status::ChildDied,
-        Status::Timeout,
-        Status::ShutDown,
-        Status::DependencyFailed,
-        Status::NoWorker,
-        Status::ResourceExhausted,
-        Status::Os,
-        Status::Panic,
-        Status::Protocol,
-    ];
 
     /// The status with this C value, if any (0 is success, not a `Status`).
     pub fn from_code(code: i32) -> Option<Status> {
@@ -131,27 +127,31 @@ mod tests {
     use crate::abi;
 
     #[test]
-    fn values_match_the_abi() {
-        let pairs = [
-            (Status::NullArgument, abi::DIST_ERR_NULL_ARGUMENT),
-            (Status::InvalidArgument, abi::DIST_ERR_INVALID_ARGUMENT),
-            (Status::BadState, abi::DIST_ERR_BAD_STATE),
-            (Status::ArgsTooLarge, abi::DIST_ERR_ARGS_TOO_LARGE),
-            (Status::TaskFailed, abi::DIST_ERR_TASK_FAILED),
-            (Status::ChildDied, abi::DIST_ERR_CHILD_DIED),
-            (Status::Timeout, abi::DIST_ERR_TIMEOUT),
-            (Status::ShutDown, abi::DIST_ERR_SHUT_DOWN),
-            (Status::DependencyFailed, abi::DIST_ERR_DEPENDENCY_FAILED),
-            (Status::NoWorker, abi::DIST_ERR_NO_WORKER),
-            (Status::ResourceExhausted, abi::DIST_ERR_RESOURCE_EXHAUSTED),
-            (Status::Os, abi::DIST_ERR_OS),
-            (Status::Panic, abi::DIST_ERR_PANIC),
-            (Status::Protocol, abi::DIST_ERR_PROTOCOL),
+    fn values_and_names_match_the_abi() {
+        // The abi constants are plain (cbindgen writes them into the header).
+        let abi = [
+            abi::DIST_ERR_NULL_ARGUMENT,
+            abi::DIST_ERR_INVALID_ARGUMENT,
+            abi::DIST_ERR_BAD_STATE,
+            abi::DIST_ERR_ARGS_TOO_LARGE,
+            abi::DIST_ERR_TASK_FAILED,
+            abi::DIST_ERR_CHILD_DIED,
+            abi::DIST_ERR_TIMEOUT,
+            abi::DIST_ERR_SHUT_DOWN,
+            abi::DIST_ERR_DEPENDENCY_FAILED,
+            abi::DIST_ERR_NO_WORKER,
+            abi::DIST_ERR_RESOURCE_EXHAUSTED,
+            abi::DIST_ERR_OS,
+            abi::DIST_ERR_PANIC,
+            abi::DIST_ERR_PROTOCOL,
         ];
-        for (s, v) in pairs {
+        assert_eq!(Status::ALL.len(), abi.len());
+        for (&s, v) in Status::ALL.iter().zip(abi) {
             assert_eq!(s as i32, v, "{}", s.name());
             assert_eq!(Status::from_code(v), Some(s));
+            assert!(s.name().starts_with("DIST_ERR_"));
         }
+        assert_eq!(Status::Timeout.name(), "DIST_ERR_TIMEOUT");
         assert_eq!(Status::from_code(0), None);
         assert_eq!(Status::from_code(15), None);
     }

@@ -2,14 +2,17 @@
 //! against capacity before any pointer they describe is read.
 
 use super::null;
-use crate::abi::{DistCallConfig, DistTaskArgs, DistTaskFn, DistTaskView};
+use crate::abi::{DistCallConfig, DistTaskArgs, DistTaskFn, DistTaskView, DistWorkerOptions};
 use crate::blob::{self, Args, TaskView};
 use crate::child::Handler;
+use crate::dispatcher::WaitPolicy;
 use crate::engine::{MemberArgs, MAX_GROUP};
 use crate::mailbox::Mailbox;
+use crate::runtime::{Options, DEFAULT_HEAP_RING_SIZE};
 use crate::status::{fail, Result, Status};
 use std::os::raw::c_void;
 use std::ptr::NonNull;
+use std::time::Duration;
 
 /// Borrows `n` elements at `p`; NULL is allowed only when `n` is 0.
 ///
@@ -162,4 +165,60 @@ pub fn handler(f: DistTaskFn, user: *mut c_void) -> Result<Handler> {
     Ok(Box::new(move |callable, view, config| {
         c.call(callable, view, config)
     }))
+}
+
+/// Milliseconds from C, 0 meaning "none".
+fn optional_ms(ms: u32) -> Option<Duration> {
+    (ms != 0).then(|| Duration::from_millis(ms as u64))
+}
+
+fn ms(d: Option<Duration>) -> u32 {
+    d.map_or(0, |t| t.as_millis().min(u32::MAX as u128) as u32)
+}
+
+fn us(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+/// The options a C caller asked for; zeros mean the documented defaults.
+impl From<&DistWorkerOptions> for Options {
+    fn from(o: &DistWorkerOptions) -> Options {
+        let size = usize::try_from(o.heap_ring_size).unwrap_or(usize::MAX);
+        Options {
+            level: o.level,
+            heap_ring_size: if size == 0 {
+                DEFAULT_HEAP_RING_SIZE
+            } else {
+                size
+            },
+            alloc_timeout: Duration::from_millis(o.alloc_timeout_ms as u64),
+            shutdown_timeout: optional_ms(o.shutdown_timeout_ms),
+            worker_spin: Duration::from_micros(o.worker_spin_us as u64),
+            wait: WaitPolicy {
+                spin: Duration::from_micros(o.dispatcher_spin_us as u64),
+                caller_spin: Duration::from_micros(o.wait_spin_us as u64),
+                // A zero interval would spin the dispatcher: at least 1 µs.
+                poll: Duration::from_micros(o.poll_interval_us.max(1) as u64),
+                task_timeout: optional_ms(o.task_timeout_ms),
+                ..WaitPolicy::default()
+            },
+        }
+    }
+}
+
+/// The C view of a runtime's options (`dist_worker_options_init`).
+impl From<&Options> for DistWorkerOptions {
+    fn from(o: &Options) -> DistWorkerOptions {
+        DistWorkerOptions {
+            level: o.level,
+            heap_ring_size: o.heap_ring_size as u64,
+            alloc_timeout_ms: ms(Some(o.alloc_timeout)),
+            task_timeout_ms: ms(o.wait.task_timeout),
+            shutdown_timeout_ms: ms(o.shutdown_timeout),
+            worker_spin_us: us(o.worker_spin),
+            dispatcher_spin_us: us(o.wait.spin),
+            wait_spin_us: us(o.wait.caller_spin),
+            poll_interval_us: us(o.wait.poll),
+        }
+    }
 }

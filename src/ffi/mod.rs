@@ -1,15 +1,49 @@
 //! The C boundary. Every exported function validates its arguments,
-//! converts them, calls the safe core, and turns the outcome into a
-//! `DistStatus` inside [`guard`], which also catches panics. Nothing outside
-//! this folder sees a raw pointer from C.
+//! converts them (`convert`), calls the safe core, and turns the outcome
+//! into a `DistStatus` inside [`boundary!`], which also catches panics and
+//! records the message under the function's own name. Nothing outside this
+//! folder sees a raw pointer from C.
+//!
+//! - `handle`: the opaque `DistWorker` and the lookup every call makes;
+//! - `lifecycle`, `register`, `work`, `serve`, `errors`: the functions of
+//!   `dist_worker.h`, by what they are for.
 
-mod api;
+/// The name of the enclosing function (for messages).
+macro_rules! function_name {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        let path = path.strip_suffix("::here").unwrap_or(path);
+        path.rsplit("::").next().unwrap_or(path)
+    }};
+}
+
+/// The body of an exported function: runs the closure, catches panics,
+/// records a failure's message under the function's name, returns the status.
+macro_rules! boundary {
+    ($body:expr) => {
+        $crate::ffi::guard(function_name!(), $body)
+    };
+}
+
 mod convert;
+mod errors;
+mod handle;
+mod lifecycle;
+mod register;
+mod serve;
+mod work;
 
-pub use api::*;
+pub use errors::*;
+pub use handle::DistWorker;
+pub use lifecycle::*;
+pub use register::*;
+pub use serve::*;
+pub use work::*;
 
 use crate::abi::{DistStatus, DIST_ERR_PANIC, DIST_OK};
 use crate::status::{Error, Result, Status};
+use handle::lookup;
 use std::cell::RefCell;
 use std::ffi::CString;
 
@@ -32,7 +66,7 @@ fn last_error_ptr() -> *const std::os::raw::c_char {
 
 /// Runs `f` as the body of exported function `function`: catches panics,
 /// records the message of a failure, and returns the status.
-fn guard(function: &str, f: impl FnOnce() -> Result<()>) -> DistStatus {
+pub(crate) fn guard(function: &str, f: impl FnOnce() -> Result<()>) -> DistStatus {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => DIST_OK,
         Ok(Err(e)) => {

@@ -1,0 +1,149 @@
+//! Creating, starting and shutting down a DistWorker.
+
+use super::handle::DistWorker;
+use super::{lookup, null, put};
+use crate::abi::{DistStatus, DistWorkerOptions};
+use crate::runtime::{Options, Runtime, SHUTDOWN_GRACE};
+use crate::status::{Error, Status};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
+///
+/// Threads: any, at any time; it touches only `options`.
+///
+/// # Safety
+/// A non-NULL `options` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOptions) {
+    // SAFETY: `options` is NULL (skipped) or writable, per this function's contract.
+    unsafe { put(options, DistWorkerOptions::from(&Options::default())) };
+}
+
+/// Creates a worker. `options` NULL = defaults. The heap ring is mapped
+/// MAP_SHARED here, so children forked later share it. `*out_worker` is
+/// written only on success.
+///
+/// Threads: any; the new worker shares nothing with others.
+///
+/// # Safety
+/// `options`, if non-NULL, must point to an initialised `DistWorkerOptions`;
+/// `out_worker` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_create(
+    options: *const DistWorkerOptions,
+    out_worker: *mut *mut DistWorker,
+) -> DistStatus {
+    boundary!(|| {
+        if out_worker.is_null() {
+            return Err(null("out_worker"));
+        }
+        // SAFETY: `options` is NULL or points to an initialised DistWorkerOptions.
+        let opts = match unsafe { options.as_ref() } {
+            None => Options::default(),
+            Some(o) => Options::from(o),
+        };
+        let core = Runtime::new(opts)?;
+        let boxed = Box::into_raw(Box::new(DistWorker {
+            core,
+            calls: AtomicUsize::new(0),
+        }));
+        // SAFETY: checked non-NULL above.
+        unsafe { out_worker.write(boxed) };
+        Ok(())
+    })
+}
+
+/// Starts the pool (threads and dispatcher). Also done by the first
+/// dispatch. Calling it again is a no-op.
+///
+/// Threads: any host thread; concurrent calls start the pool once. Not from a
+/// callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_start(worker: *mut DistWorker) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        unsafe { lookup(worker) }?.start()
+    })
+}
+
+/// Finishes dispatched work, writes SHUTDOWN to every mailbox, joins the
+/// library's threads, reaps the children it spawned and frees `worker`.
+/// NULL is a no-op. Returns DIST_OK or the first failure not yet reported by
+/// a drain; DIST_ERR_TIMEOUT when `shutdown_timeout_ms` passed first (busy
+/// children are then killed with SIGKILL and reaped, their tasks end with
+/// DIST_ERR_TIMEOUT, and the message names them). It returns within
+/// `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
+/// misbehave.
+///
+/// Threads: any thread but a pool thread of `worker` (from inside one of its
+/// callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'
+/// calls may be in progress: dispatch, alloc and scope calls then return
+/// DIST_ERR_SHUT_DOWN; a wait or drain returns its task's status once the
+/// work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
+/// `worker` is freed only after every such call has returned (never, if a
+/// pool thread was left running in a callable that may still use it); no
+/// call may start once this function may have returned. In a copy of the
+/// process made by fork(), it frees the copy's memory only and touches no
+/// mailbox or child.
+///
+/// # Safety
+/// `worker` NULL or from `dist_worker_create`, not shut down before.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_shutdown(worker: *mut DistWorker) -> DistStatus {
+    boundary!(|| {
+        if worker.is_null() {
+            return Ok(());
+        }
+        // SAFETY: non-NULL, and live until freed below (the caller's contract).
+        let w = unsafe { &*worker };
+        if let Some(index) = w.core.pool_worker() {
+            return Err(Error::new(
+                Status::BadState,
+                format!(
+                    "called from a callable on the pool thread of worker {index}: shutdown \
+                     joins that thread; call it from a host thread"
+                ),
+            ));
+        }
+        let outcome = w.core.close();
+        // Calls still inside (a wait woken by the close) leave promptly,
+        // within the shutdown's own bound. In a forked copy, calls of other
+        // threads were copied mid-way and will never return: there is
+        // nobody to wait for.
+        let bound = w
+            .core
+            .close_by()
+            .unwrap_or(Instant::now() + SHUTDOWN_GRACE)
+            .max(Instant::now() + Duration::from_millis(5));
+        if w.core.is_forked_copy() {
+            w.calls.store(0, Ordering::Release);
+        }
+        if w.core.left_threads() {
+            // A pool thread still in a callable may call this worker when
+            // the callable returns: its memory must outlive it.
+            return outcome;
+        }
+        while w.calls.load(Ordering::Acquire) > 0 && Instant::now() < bound {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let inside = w.calls.load(Ordering::Acquire);
+        if inside > 0 {
+            // Freeing now would pull the memory from under them: keep it.
+            return outcome.and(Err(Error::new(
+                Status::Timeout,
+                format!(
+                    "{inside} call(s) on this worker from other threads had not returned; \
+                     its memory was left allocated"
+                ),
+            )));
+        }
+        // SAFETY: ownership returns to Rust once; no call is in progress.
+        drop(unsafe { Box::from_raw(worker) });
+        outcome
+    })
+}

@@ -1,0 +1,148 @@
+//! Registering workers before the pool starts.
+
+use super::convert;
+use super::handle::DistWorker;
+use super::{lookup, null, put};
+use crate::abi::{DistInitFn, DistStatus, DistTaskFn, DistWorkerType};
+use crate::worker::WorkerType;
+use std::os::raw::c_void;
+
+/// Registers a PROCESS worker served by a caller-started child through
+/// `mailbox` (4096 bytes, MAP_SHARED, 8-byte aligned, IDLE). Before start only.
+///
+/// Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+/// DIST_ERR_SHUT_DOWN after a failed start). Concurrent registrations are
+/// serialised. Not from a callable or a child.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `mailbox` must stay mapped until shutdown.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_add_process(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    mailbox: *mut c_void,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        // SAFETY: the caller keeps the 4096 mailbox bytes mapped until shutdown.
+        let mb = unsafe { convert::mailbox(mailbox) }?;
+        w.add_process(ty, mb)
+    })
+}
+
+/// Names the process (`pid`) that serves a mailbox registered with
+/// `dist_worker_add_process`, so that its death is noticed at once: its
+/// task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
+/// The caller still reaps its own child. Before start only.
+///
+/// Threads: as `dist_worker_add_process`.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_set_process_pid(
+    worker: *mut DistWorker,
+    mailbox: *mut c_void,
+    pid: i32,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        // SAFETY: only compared with registered mailboxes, never dereferenced here.
+        let mb = unsafe { convert::mailbox(mailbox) }?;
+        w.set_process_pid(mb, pid)
+    })
+}
+
+/// Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
+///
+/// Threads: as `dist_worker_add_process`.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `fn` and `user` must be callable from
+/// another thread until shutdown.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_add_thread(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        w.add_thread(ty, convert::handler(r#fn, user)?)
+    })
+}
+
+/// Forks a child that serves `fn(user, ...)` on a library-owned mailbox and
+/// registers it as a PROCESS worker. Before start only (no library thread
+/// exists yet, so the fork is safe). `*out_pid` (may be NULL) gets its pid.
+///
+/// Threads: any host thread, before start; the child dies with this process
+/// whichever thread spawned it (a lifeline, not a parent-death signal). Not
+/// from a callable or a child.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `out_pid` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_spawn(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+    out_pid: *mut i32,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        let pid = w.spawn(ty, convert::handler(r#fn, user)?)?;
+        // SAFETY: `out_pid` is NULL (skipped) or writable, per this function's contract.
+        unsafe { put(out_pid, pid) };
+        Ok(())
+    })
+}
+
+/// As `dist_worker_spawn`, running `init(user)` in the child before it
+/// serves. A child whose init returns non-zero (or that dies first) makes
+/// `dist_worker_start` (or the first dispatch) fail with
+/// DIST_ERR_CHILD_DIED naming the worker and the code; every child is then
+/// reaped and the worker only accepts `dist_worker_shutdown`.
+///
+/// Threads: as `dist_worker_spawn`.
+///
+/// # Safety
+/// As `dist_worker_spawn`; `init` is called in the child with `user`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_spawn_with_init(
+    worker: *mut DistWorker,
+    r#type: DistWorkerType,
+    init: DistInitFn,
+    r#fn: DistTaskFn,
+    user: *mut c_void,
+    out_pid: *mut i32,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        let ty = WorkerType::from_abi(r#type)?;
+        let init = init.ok_or_else(|| null("init"))?;
+        let handler = convert::handler(r#fn, user)?;
+        let user = convert::SendPtr(user);
+        // SAFETY: `init` is the caller's function, called once in the child.
+        let init: crate::runtime::Init = Box::new(move || unsafe { init(user.get()) });
+        let pid = w.spawn_with_init(ty, Some(init), handler)?;
+        // SAFETY: `out_pid` is NULL (skipped) or writable, per this function's contract.
+        unsafe { put(out_pid, pid) };
+        Ok(())
+    })
+}

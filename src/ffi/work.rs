@@ -1,0 +1,205 @@
+//! Submitting work, waiting for it, scopes and heap memory.
+
+use super::convert::{self, CMembers};
+use super::handle::DistWorker;
+use super::{arg, lookup, null, put};
+use crate::abi::{
+    DistDataType, DistStatus, DistTask, DistTaskId, DistTensor, DIST_TENSOR_MAX_DIMS,
+};
+use crate::engine::TaskSpec;
+use crate::status::{Error, Status};
+use crate::worker::WorkerType;
+
+/// Submits a task. Everything it needs is copied before it returns.
+/// `*out_task` (may be NULL) gets its id, never 0.
+///
+/// Threads: any, concurrently with any call; also from a THREAD worker's
+/// callable (the task joins this worker's DAG). Concurrently
+/// with shutdown: DIST_ERR_SHUT_DOWN. In a child process (a forked copy):
+/// DIST_ERR_BAD_STATE.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `task` readable, with `args` pointing
+/// to `group_size` entries (or NULL when group_size <= 1), each describing
+/// readable arrays of the counts it gives.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_dispatch(
+    worker: *mut DistWorker,
+    task: *const DistTask,
+    out_task: *mut DistTaskId,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        // SAFETY: `task` is NULL (refused) or points to a readable DistTask.
+        let t = unsafe { arg(task, "task") }?;
+        let ty = WorkerType::from_abi(t.worker_type)?;
+        let members = CMembers::new(t.args, t.group_size)?;
+        let spec = TaskSpec {
+            ty,
+            callable: t.callable,
+            // SAFETY: `task` is readable, so is its config.
+            config: unsafe { convert::config(&t.config) },
+            members: &members,
+        };
+        let id = w.submit(&spec)?;
+        // SAFETY: `out_task` is NULL (skipped) or writable, per this function's contract.
+        unsafe { put(out_task, id) };
+        Ok(())
+    })
+}
+
+/// Waits for a task and returns its status (any number of times, until the
+/// next drain or shutdown; after that the id is unknown: INVALID_ARGUMENT).
+///
+/// Threads: any, concurrently with any call. From a THREAD worker's callable
+/// it never hangs: a wait that could never end (on its own task, on a task
+/// that needs it, or with every busy worker of the DistWorker waiting like
+/// this) returns DIST_ERR_BAD_STATE naming the deadlock. Concurrently with
+/// shutdown: it returns its task's status once shutdown has finished the work
+/// (DIST_ERR_SHUT_DOWN if the id was released), and shutdown frees the worker
+/// only after it returned. A drain by another thread releases no id while a
+/// wait is in progress.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_wait(worker: *mut DistWorker, task: DistTaskId) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        unsafe { lookup(worker) }?.wait(task)
+    })
+}
+
+/// Waits for every submitted task; returns the first failure since the last
+/// drain. Releases the ids of finished tasks.
+///
+/// Threads: any host thread, concurrently with any call; not from a callable
+/// (DIST_ERR_BAD_STATE: it would wait for the callable's own task).
+/// Concurrently with shutdown: as `dist_worker_wait`.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_drain(worker: *mut DistWorker) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        unsafe { lookup(worker) }?.drain()
+    })
+}
+
+/// Opens a nested scope (at most DIST_MAX_SCOPE_DEPTH deep, else
+/// DIST_ERR_INVALID_ARGUMENT). Tasks and allocations made in it keep their
+/// heap memory until the scope ends and nothing depends on them any more.
+/// Scopes belong to the worker: open and close them from one submitting thread.
+///
+/// Threads: one submitting thread at a time (scopes are the worker's, not the
+/// thread's); from a callable too. Concurrently with shutdown:
+/// DIST_ERR_SHUT_DOWN.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_scope_begin(worker: *mut DistWorker) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        unsafe { lookup(worker) }?.scope_begin()
+    })
+}
+
+/// Closes the innermost scope (DIST_ERR_BAD_STATE without a matching
+/// begin). Does not wait for its tasks; their memory is reclaimed once they
+/// finish and nothing depends on them.
+///
+/// Threads: as `dist_worker_scope_begin`.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_scope_end(worker: *mut DistWorker) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        unsafe { lookup(worker) }?.scope_end()
+    })
+}
+
+/// Allocates a tensor of `shape[0..ndims]` elements of `dtype` from the
+/// shared heap ring (64-byte aligned; children spawned after create see it at
+/// the same address), owned by the current scope. `*out_tensor` gets the
+/// descriptor. When the ring is full, waits up to `alloc_timeout_ms` for
+/// reclamation, then fails with DIST_ERR_RESOURCE_EXHAUSTED.
+///
+/// Threads: any, concurrently with any call; from a callable too.
+/// Concurrently with shutdown (also while waiting for space):
+/// DIST_ERR_SHUT_DOWN.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `shape` readable for `ndims` entries;
+/// `out_tensor` writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_alloc(
+    worker: *mut DistWorker,
+    shape: *const u32,
+    ndims: u32,
+    dtype: DistDataType,
+    out_tensor: *mut DistTensor,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        if out_tensor.is_null() {
+            return Err(null("out_tensor"));
+        }
+        if !(1..=DIST_TENSOR_MAX_DIMS).contains(&ndims) {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("ndims {ndims} is out of range 1..5"),
+            ));
+        }
+        // SAFETY: `shape` is NULL (refused) or readable for `ndims` entries,
+        // and ndims was checked to be at most 5.
+        let shape =
+            unsafe { arg(shape, "shape").map(|s| std::slice::from_raw_parts(s, ndims as usize)) }?;
+        let t = w.alloc(shape, dtype)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out_tensor.write(t) };
+        Ok(())
+    })
+}
+
+/// The descriptor of tensor `index` of group member `member` (0 for a
+/// single task) as the task was dispatched: for an OUTPUT submitted with
+/// `data == 0`, `data` is the heap address the engine allocated. Valid from
+/// dispatch until the next drain, like the task id.
+///
+/// Threads: any, concurrently with any call but shutdown's end.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`; `out_tensor` writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_task_tensor(
+    worker: *mut DistWorker,
+    task: DistTaskId,
+    member: u32,
+    index: u32,
+    out_tensor: *mut DistTensor,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        if out_tensor.is_null() {
+            return Err(null("out_tensor"));
+        }
+        let t = w.task_tensor(task, member, index)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out_tensor.write(t) };
+        Ok(())
+    })
+}
