@@ -4,9 +4,9 @@
 //! cargo run --release --example demo [-- TASKS]
 
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_FLOAT32};
-use dist_worker::blob::Args;
-use dist_worker::engine::TaskSpec;
-use dist_worker::worker::WorkerType;
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -6,34 +6,65 @@
 //! pool thread (THREAD mode) or a pre-forked child reached through a
 //! 4096-byte shared-memory mailbox (PROCESS mode).
 //!
-//! Module map, top-down:
-//! - [`runtime`]: the safe core object (`Runtime`) and its lifecycle.
-//! - [`engine`]: task slots, per-type ready queues, completion rules.
-//! - [`pool`]: one worker type's live and idle workers and ready queue.
-//! - [`dispatcher`]: the thread that notices completions on every mailbox.
-//! - [`reaper`]: the thread that notices dead children at once.
-//! - [`worker`]: a registered worker (type, mode, mailbox).
-//! - [`mailbox`]: the wire layout and protocol, and the doorbell.
-//! - [`blob`]: encoding and decoding of the args blob.
-//! - [`child`]: the serving loop of a child process or pool thread.
-//! - [`sys`]: mmap, futex, fork and waitpid.
-//! - [`status`]: status codes and the error type.
+//! The Rust API is [`Runtime`] (one level) with [`Options`], tasks as
+//! [`TaskSpec`]s of [`Args`], callables as [`Handler`]s, failures as
+//! [`Error`] with a [`Status`]; [`wire`] is the mailbox protocol for
+//! children written in Rust. The C API is [`ffi`] over the types of [`abi`].
+//!
+//! Module map, top-down (private modules, for readers of the source):
+//! - `runtime`: the safe core object and its life cycle (setup, start, shutdown).
+//! - `dispatcher`: progress: noticing completions, waiting, deadlines.
+//! - `engine`: the DAG: task slots, dependencies, pools, heap ring, scopes.
+//! - `pool`: one worker type's live and idle workers and ready queue.
+//! - `reaper`: the thread that notices dead children.
+//! - `worker`: a registered worker (type, mode, mailbox).
+//! - `mailbox`, `doorbell`, `blob`: the wire layout and protocol.
+//! - `child`: the serving loop of a child process or pool thread.
+//! - `sys`: mmap, futex, fork, waitpid, pidfd and the children's lifelines.
+//! - `status`: status codes and the error type.
 //! - [`abi`]: the C types and constants; [`ffi`]: the exported C functions.
 
-pub mod abi;
-pub mod blob;
-pub mod child;
-pub mod dispatcher;
-pub mod doorbell;
-pub mod engine;
-pub mod ffi;
-pub mod mailbox;
-pub mod pool;
-pub mod reaper;
-pub mod runtime;
-pub mod status;
-pub mod sys;
-pub mod worker;
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
-pub use runtime::{Options, Runtime};
+pub mod abi;
+mod blob;
+mod child;
+mod dispatcher;
+mod doorbell;
+mod engine;
+pub mod ffi;
+mod mailbox;
+mod pool;
+mod reaper;
+mod runtime;
+mod status;
+mod sys;
+mod worker;
+
+pub use abi::{DistCallConfig, DistTaskId, DistTensor};
+pub use blob::{Args, TaskView};
+pub use child::{set_error_message, Handler, ServeOptions};
+pub use dispatcher::WaitPolicy;
+pub use engine::{MemberArgs, Stats, TaskSpec};
+pub use runtime::{Init, Options, Runtime};
 pub use status::{Error, Result, Status};
+pub use worker::WorkerType;
+
+/// The mailbox protocol, for serving sides written in Rust and for tools:
+/// the mailbox itself, its states, the args blob codec and the serving loop.
+pub mod wire {
+    pub use crate::blob::{decode, encode, TaskView};
+    pub use crate::child::serve;
+    pub use crate::mailbox::{
+        state, Mailbox, OwnedMailbox, ARGS_CAPACITY, FEATURE_ECHO, OFF_ARGS, SIZE,
+    };
+}
+
+/// System call wrappers the workspace's benchmark reuses (shared mappings,
+/// futexes, fork and reaping). Not a stable API.
+#[doc(hidden)]
+pub mod os {
+    pub use crate::sys::{fork_child, futex_wait, futex_wake, wait_child, SharedMap};
+}

@@ -407,6 +407,7 @@ mod tests {
         assert_eq!(mb.config(), cfg);
         assert_eq!(&mb.blob()[..4], &[1, 2, 3, 4]);
         // Byte-exact offsets of the wire layout.
+        // SAFETY: off + n stays inside the 4096 mapped bytes of `m`.
         let raw = |off: usize, n: usize| unsafe {
             std::slice::from_raw_parts(mb.as_ptr().add(off), n).to_vec()
         };

@@ -26,7 +26,9 @@ pub const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
 pub struct Spawned {
     /// Its pid.
     pub pid: i32,
-    /// The host's end of its lifeline: dropped once it is reaped.
+    /// The host's end of its lifeline, held only to be dropped (closed)
+    /// once the child is reaped.
+    #[allow(dead_code)]
     pub lifeline: Lifeline,
 }
 

@@ -8,11 +8,11 @@ mod common;
 
 use common::Rng;
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_INOUT};
-use dist_worker::blob::Args;
-use dist_worker::dispatcher::WaitPolicy;
-use dist_worker::engine::TaskSpec;
-use dist_worker::sys::SharedMap;
-use dist_worker::worker::WorkerType;
+use dist_worker::os::SharedMap;
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WaitPolicy;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -68,7 +68,7 @@ fn every_task_is_accounted_for_and_nothing_is_left() {
         let mut pids = Vec::new();
         for _ in 0..8 {
             let h = Box::new(
-                move |_: u64, v: &dist_worker::blob::TaskView<'_>, _: &DistCallConfig| {
+                move |_: u64, v: &dist_worker::TaskView<'_>, _: &DistCallConfig| {
                     let (n, what) = (v.scalars[0], v.scalars[1]);
                     ran(n).fetch_add(1, Ordering::Relaxed);
                     match what {

@@ -4,9 +4,9 @@
 //! left, and shutdown still completes.
 
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_INPUT, DIST_ARG_OUTPUT};
-use dist_worker::blob::Args;
-use dist_worker::engine::TaskSpec;
-use dist_worker::worker::WorkerType;
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::time::{Duration, Instant};
 
@@ -108,15 +108,15 @@ fn dead_children_fail_their_task_and_leave_the_pool() {
 
 #[test]
 fn a_caller_owned_child_named_by_pid_is_noticed_and_left_to_the_caller() {
-    use dist_worker::child::{self, ServeOptions};
-    use dist_worker::mailbox::OwnedMailbox;
+    use dist_worker::wire::OwnedMailbox;
+    use dist_worker::{wire, ServeOptions};
     let rt = Runtime::new(Options::default()).unwrap();
     let owned = OwnedMailbox::new().unwrap();
     let mb = owned.handle();
     // SAFETY: the child only serves the mailbox and leaves with _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let r = child::serve(
+        let r = wire::serve(
             mb,
             &mut |_, v, _| {
                 if v.scalars.first() == Some(&9) {

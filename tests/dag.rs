@@ -7,7 +7,7 @@ mod common;
 
 use common::{Harness, Timeline, Workers};
 use dist_worker::abi::*;
-use dist_worker::worker::WorkerType::{NextLevel, Sub};
+use dist_worker::WorkerType::{NextLevel, Sub};
 use dist_worker::{Options, Status};
 use std::time::Duration;
 
@@ -259,12 +259,12 @@ fn back_pressure_waits_for_reclamation_then_times_out() {
             }];
             let tags = [OUT];
             let s = [no, 2000, 0];
-            let m = [dist_worker::blob::Args {
+            let m = [dist_worker::Args {
                 tensors: &ts,
                 tags: Some(&tags),
                 scalars: &s,
             }];
-            h.rt.submit(&dist_worker::engine::TaskSpec {
+            h.rt.submit(&dist_worker::TaskSpec {
                 ty: Sub,
                 callable: no,
                 config: DistCallConfig::default(),

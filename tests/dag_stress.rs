@@ -9,7 +9,7 @@ mod common;
 
 use common::{Harness, Rng, Timeline, Workers};
 use dist_worker::abi::*;
-use dist_worker::worker::WorkerType;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Status};
 use std::collections::HashMap;
 

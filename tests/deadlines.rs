@@ -3,10 +3,10 @@
 //! dependents fail, and the other workers go on.
 
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_INPUT, DIST_ARG_OUTPUT};
-use dist_worker::blob::{Args, TaskView};
-use dist_worker::dispatcher::WaitPolicy;
-use dist_worker::engine::TaskSpec;
-use dist_worker::worker::WorkerType;
+use dist_worker::TaskSpec;
+use dist_worker::WaitPolicy;
+use dist_worker::WorkerType;
+use dist_worker::{Args, TaskView};
 use dist_worker::{Options, Runtime, Status};
 use std::time::Duration;
 

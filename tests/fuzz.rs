@@ -10,7 +10,7 @@ mod common;
 use common::Rng;
 use dist_worker::abi::*;
 use dist_worker::ffi::*;
-use dist_worker::mailbox::ARGS_CAPACITY;
+use dist_worker::wire::ARGS_CAPACITY;
 use std::os::raw::c_void;
 use std::ptr;
 
@@ -28,7 +28,7 @@ fn the_blob_decoder_takes_any_bytes() {
         buf.0[4..8].copy_from_slice(&s.to_le_bytes());
         let at = 8 + rng.below(ARGS_CAPACITY as u64 - 8) as usize;
         buf.0[at] = rng.next() as u8;
-        if let Ok(v) = dist_worker::blob::decode(&buf.0) {
+        if let Ok(v) = dist_worker::wire::decode(&buf.0) {
             assert!(8 + 40 * v.tensors.len() + 8 * v.scalars.len() <= ARGS_CAPACITY);
             assert_eq!((v.tensors.len(), v.scalars.len()), (t as usize, s as usize));
         }

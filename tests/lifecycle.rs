@@ -3,10 +3,10 @@
 //! test per binary, so thread counts are not disturbed by other tests.
 
 use dist_worker::abi::DistCallConfig;
-use dist_worker::blob::Args;
-use dist_worker::child::Handler;
-use dist_worker::engine::TaskSpec;
-use dist_worker::worker::WorkerType;
+use dist_worker::Args;
+use dist_worker::Handler;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime};
 
 const CFG: DistCallConfig = DistCallConfig {

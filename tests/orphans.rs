@@ -5,9 +5,9 @@
 //! children and a main thread that leaves with pthread_exit.
 
 use dist_worker::abi::DistCallConfig;
-use dist_worker::blob::Args;
-use dist_worker::engine::TaskSpec;
-use dist_worker::worker::WorkerType;
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime};
 use std::time::{Duration, Instant};
 

@@ -3,11 +3,11 @@
 //! and a clean lifecycle.
 
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_OUTPUT, DIST_FLOAT32};
-use dist_worker::blob::Args;
-use dist_worker::child::Handler;
-use dist_worker::engine::TaskSpec;
-use dist_worker::mailbox::OwnedMailbox;
-use dist_worker::worker::WorkerType;
+use dist_worker::wire::OwnedMailbox;
+use dist_worker::Args;
+use dist_worker::Handler;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -278,13 +278,13 @@ fn bad_input_is_refused() {
 #[test]
 fn a_child_can_say_why_it_failed() {
     let rt = Runtime::new(Options::default()).unwrap();
-    let fail = |_: u64, v: &dist_worker::blob::TaskView<'_>, _: &DistCallConfig| {
+    let fail = |_: u64, v: &dist_worker::TaskView<'_>, _: &DistCallConfig| {
         if v.scalars.first() == Some(&1) {
-            dist_worker::child::set_error_message(b"disk full");
+            dist_worker::set_error_message(b"disk full");
             5
         } else {
             // A message without a failure is ignored.
-            dist_worker::child::set_error_message(b"ignored");
+            dist_worker::set_error_message(b"ignored");
             0
         }
     };

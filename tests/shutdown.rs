@@ -3,9 +3,9 @@
 //! tasks that never started fail, and the status says so.
 
 use dist_worker::abi::DistCallConfig;
-use dist_worker::blob::Args;
-use dist_worker::engine::TaskSpec;
-use dist_worker::worker::WorkerType;
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ fn options() -> Options {
     }
 }
 
-fn hang(_: u64, v: &dist_worker::blob::TaskView<'_>, _: &DistCallConfig) -> i32 {
+fn hang(_: u64, v: &dist_worker::TaskView<'_>, _: &DistCallConfig) -> i32 {
     if v.scalars.first() == Some(&1) {
         std::thread::sleep(Duration::from_secs(3600));
     }

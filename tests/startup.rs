@@ -2,7 +2,7 @@
 //! announces readiness; a failed init, or a child that dies first, makes
 //! start fail naming the worker, with no child left behind.
 
-use dist_worker::worker::WorkerType;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 
 fn gone(pid: i32) -> bool {
@@ -68,8 +68,8 @@ fn ready_children_serve() {
             .unwrap();
     }
     rt.start().unwrap();
-    let none = [dist_worker::blob::Args::default()];
-    let spec = dist_worker::engine::TaskSpec {
+    let none = [dist_worker::Args::default()];
+    let spec = dist_worker::TaskSpec {
         ty: WorkerType::Sub,
         callable: 1,
         config: Default::default(),

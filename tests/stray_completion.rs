@@ -5,14 +5,14 @@
 //! documented limit), which the second test shows.
 
 use dist_worker::abi::DistCallConfig;
-use dist_worker::blob::Args;
-use dist_worker::engine::TaskSpec;
-use dist_worker::mailbox::{state, OwnedMailbox, FEATURE_ECHO};
-use dist_worker::worker::WorkerType;
+use dist_worker::wire::{state, OwnedMailbox, FEATURE_ECHO};
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::time::{Duration, Instant};
 
-fn until(mb: &dist_worker::mailbox::Mailbox, s: u32) {
+fn until(mb: &dist_worker::wire::Mailbox, s: u32) {
     let t = Instant::now();
     while mb.state() != s {
         assert!(

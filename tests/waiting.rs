@@ -3,11 +3,11 @@
 //! and host threads that wait while the dispatcher sleeps.
 
 use dist_worker::abi::DistCallConfig;
-use dist_worker::blob::Args;
-use dist_worker::child::{self, ServeOptions};
-use dist_worker::engine::TaskSpec;
-use dist_worker::mailbox::{state, OwnedMailbox};
-use dist_worker::worker::WorkerType;
+use dist_worker::wire::{state, OwnedMailbox};
+use dist_worker::Args;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
+use dist_worker::{wire, ServeOptions};
 use dist_worker::{Options, Runtime};
 use std::time::{Duration, Instant};
 
@@ -25,10 +25,10 @@ fn a_million_publishes_racing_a_serving_side_going_to_sleep() {
         nap: Duration::from_secs(60),
         ..ServeOptions::default()
     };
-    let server = std::thread::spawn(move || child::serve(mb, &mut |c, _, _| c as i32 & 1, &opts));
+    let server = std::thread::spawn(move || wire::serve(mb, &mut |c, _, _| c as i32 & 1, &opts));
     let blob = {
         let mut v = Vec::new();
-        dist_worker::blob::encode(&[], &[], &mut v);
+        dist_worker::wire::encode(&[], &[], &mut v);
         v
     };
     let cfg = DistCallConfig::default();
@@ -70,7 +70,7 @@ fn workers_that_never_ring_still_complete_promptly() {
     let owned = OwnedMailbox::new().unwrap();
     let mb = owned.handle();
     let server =
-        std::thread::spawn(move || child::serve(mb, &mut |_, _, _| 0, &ServeOptions::default()));
+        std::thread::spawn(move || wire::serve(mb, &mut |_, _, _| 0, &ServeOptions::default()));
     rt.add_process(WorkerType::Sub, mb).unwrap();
     let none = [Args::default()];
     // Host thread waiting: it polls, then naps briefly (the worker never rings).

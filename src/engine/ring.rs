@@ -45,6 +45,7 @@ impl HeapRing {
     }
 
     /// Total bytes.
+    #[cfg(test)]
     pub fn capacity(&self) -> u64 {
         self.capacity
     }

@@ -37,6 +37,7 @@ impl TensorMap {
     }
 
     /// Whether it has no entries.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.writers.is_empty()
     }

@@ -1,6 +1,6 @@
 //! The C boundary. Every exported function validates its arguments,
 //! converts them (`convert`), calls the safe core, and turns the outcome
-//! into a `DistStatus` inside [`boundary!`], which also catches panics and
+//! into a `DistStatus` inside `boundary!`, which also catches panics and
 //! records the message under the function's own name. Nothing outside this
 //! folder sees a raw pointer from C.
 //!

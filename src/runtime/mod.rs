@@ -207,6 +207,7 @@ impl Runtime {
         lifeline::init();
         let heap = SharedMap::new(options.heap_ring_size)?;
         let control = SharedMap::new(4096)?;
+        debug_assert!(control.len() >= crate::doorbell::DOORBELL_BYTES);
         let mut engine = Engine::new(heap.as_ptr() as u64, heap.len() as u64);
         engine.track_launches = options.wait.task_timeout.is_some();
         // SAFETY: the control page is 4096 bytes, page aligned, and outlives

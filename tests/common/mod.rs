@@ -10,11 +10,11 @@
 #![allow(dead_code)]
 
 use dist_worker::abi::{DistCallConfig, DistTaskId, DistTensor, DistTensorArgType};
-use dist_worker::blob::{Args, TaskView};
-use dist_worker::child::Handler;
-use dist_worker::engine::TaskSpec;
-use dist_worker::sys::SharedMap;
-use dist_worker::worker::WorkerType;
+use dist_worker::os::SharedMap;
+use dist_worker::Handler;
+use dist_worker::TaskSpec;
+use dist_worker::WorkerType;
+use dist_worker::{Args, TaskView};
 use dist_worker::{Options, Result, Runtime};
 use std::sync::atomic::{AtomicU64, Ordering};
 
