@@ -13,7 +13,8 @@
 //!
 //! Module map, top-down (private modules, for readers of the source):
 //! - `runtime`: the safe core object and its life cycle (setup, start, shutdown).
-//! - `dispatcher`: progress: noticing completions, waiting, deadlines.
+//! - `progress`: carrying out the engine's decisions: launching, claiming
+//!   completions, waiting, deadlines, the dispatcher thread.
 //! - `engine`: the DAG: task slots, dependencies, pools, heap ring, scopes.
 //! - `pool`: one worker type's live and idle workers and ready queue.
 //! - `reaper`: the thread that notices dead children.
@@ -31,12 +32,12 @@
 pub mod abi;
 mod blob;
 mod child;
-mod dispatcher;
 mod doorbell;
 mod engine;
 pub mod ffi;
 mod mailbox;
 mod pool;
+mod progress;
 mod reaper;
 mod runtime;
 mod status;
@@ -46,8 +47,8 @@ mod worker;
 pub use abi::{DistCallConfig, DistTaskId, DistTensor};
 pub use blob::{Args, TaskView};
 pub use child::{set_error_message, Handler, ServeOptions};
-pub use dispatcher::WaitPolicy;
 pub use engine::{MemberArgs, Stats, TaskSpec};
+pub use progress::WaitPolicy;
 pub use runtime::{Init, Options, Runtime};
 pub use status::{Error, Result, Status};
 pub use worker::WorkerType;

@@ -12,7 +12,7 @@
 //! worker out of the pool: the task it ran fails with CHILD_DIED, its
 //! dependents with DEPENDENCY_FAILED.
 
-use crate::dispatcher::Progress;
+use crate::progress::Progress;
 use crate::sys::{self, lifeline::Lifeline};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;

@@ -3,11 +3,10 @@
 //! callable's nested wait ever end).
 
 use super::slot::{task_id, Phase};
-use super::{tag_of, token_slot, Engine, MemberArgs};
+use super::{tag_of, Engine, MemberArgs};
 use crate::abi::{self, DistTaskId};
 use crate::blob;
 use crate::status::{Error, Status};
-use std::sync::atomic::Ordering;
 
 impl Engine {
     /// Records that the callable on `worker` waits (Some) for a task of its
@@ -24,18 +23,16 @@ impl Engine {
     /// callable waiting like this for an unfinished task (nothing runs that
     /// could finish one; tasks of idle workers would have been launched).
     pub fn nested_deadlock(&self, worker: usize, id: DistTaskId) -> Option<Error> {
-        let workers = self.workers.as_ref()?;
+        let label = &self.workers.get(worker)?.label;
         let waited = (id & 0xffff_ffff).wrapping_sub(1) as u32;
-        let own = workers[worker].in_flight.load(Ordering::Acquire);
-        if own != 0 {
-            let own = token_slot(own);
+        if let Some(own) = self.running[worker] {
             if own == waited || self.reaches(own, waited) {
                 return Some(Error::new(
                     Status::BadState,
                     format!(
                         "the callable on {} waits for task {id:#x}, which cannot run before \
                          the callable's own task {:#x} finishes (deadlock)",
-                        workers[worker],
+                        label,
                         task_id(own, self.slots[own as usize].gen)
                     ),
                 ));
@@ -58,7 +55,7 @@ impl Engine {
                  are callables waiting for unfinished tasks of this DistWorker and none is \
                  idle to run them (deadlock); add workers of that type or do not wait from \
                  inside a callable",
-                workers[worker]
+                label
             ),
         ))
     }

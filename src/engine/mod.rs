@@ -1,11 +1,13 @@
 //! The engine: the DAG of submitted tasks, and the rules that move a task
 //! from submitted to consumed.
 //!
-//! Owned by: the `Runtime`, behind one mutex; every method runs under it.
-//! Called from: submitting threads (`submit`, `alloc`, scopes), the
-//! dispatcher thread (`complete`, `retire`), waiting threads (`outcome`,
-//! `drain`). It writes a mailbox only to launch a task on an idle worker,
-//! which it owns while the worker is idle.
+//! Plain data: no atomics, no shared memory. It decides, and `progress`
+//! carries out: a task it puts on idle workers becomes `Launch` orders that
+//! `progress` writes into the workers' mailboxes, under the same lock.
+//! Owned by `progress::Progress`, behind one mutex; every method runs under
+//! it. Called from submitting threads (`submit`, `alloc`, scopes), whoever
+//! claims completions (`complete`, `retire`) and waiting threads
+//! (`outcome`, `drain`).
 //!
 //! A task's life: PENDING (producers unfinished) → READY (queued for its
 //! type) → RUNNING (on one or, for a group, N workers) → DONE → CONSUMED.
@@ -32,15 +34,11 @@ use finish::upstream_error;
 use slot::{task_id, token, Phase, Slot};
 pub use slot::{token_launch, token_slot};
 
-use crate::abi::{self, DistTaskId};
+use crate::abi::{self, DistCallConfig, DistTaskId};
 use crate::blob::{self, Args};
-use crate::doorbell::Doorbell;
-use crate::mailbox::state;
 use crate::pool::Pool;
 use crate::status::{fail, Error, Result, Status};
-use crate::worker::{Worker, WorkerType};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use crate::worker::WorkerType;
 
 /// Largest group a task may form (members are launched at once).
 pub const MAX_GROUP: u32 = 4096;
@@ -56,11 +54,11 @@ pub struct Engine {
     /// Finished tasks and allocations whose ids the next drain releases.
     done: Vec<u32>,
     pools: [Pool; 2],
-    workers: Option<Arc<[Worker]>>,
+    workers: Vec<WorkerInfo>,
+    /// Workers are installed (the pool started).
+    started: bool,
     /// Workers taken out of their pool (dead, hung or broken), by index.
     retired: Vec<bool>,
-    /// Rung after launching, in case the dispatcher sleeps with nothing in flight.
-    bell: Option<Doorbell>,
     map: TensorMap,
     scopes: ScopeStack,
     ring: HeapRing,
@@ -69,8 +67,6 @@ pub struct Engine {
     unfinished: usize,
     /// First failure since the last drain.
     first_failure: Option<Error>,
-    /// Threads blocked on the engine's condition (waiters, back-pressure).
-    pub waiters: usize,
     /// Scratch: slots to release (consumption cascades without recursion).
     releasing: Vec<u32>,
     /// Scratch: tasks that finished as a consequence of another.
@@ -79,17 +75,41 @@ pub struct Engine {
     ended: Vec<u32>,
     /// Launches so far (the high half of in-flight tokens).
     launches: u32,
-    /// Record launch times (task deadlines are on).
-    pub track_launches: bool,
     /// Set by shutdown: no task is accepted or launched any more.
     closed: bool,
     /// Per worker: the task its callable waits for from inside (THREAD
     /// workers only), for deadlock detection.
     nested: Vec<Option<DistTaskId>>,
-    /// Whether the latest launch had to wake its worker from sleep: a
-    /// waiter then sleeps at once instead of spinning, so the woken worker
-    /// can have its core.
-    pub last_launch_woke: bool,
+    /// Per worker: the slot of the task member it runs.
+    running: Vec<Option<u32>>,
+    /// Launches decided and not yet carried out (see `take_launches`).
+    launches_out: Vec<Launch>,
+    /// An empty vector with capacity, swapped in by `take_launches`.
+    spare: Vec<Launch>,
+}
+
+/// A task member the engine put on an idle worker: `progress` writes it
+/// into the worker's mailbox and publishes it. Consecutive orders of one
+/// slot are the members of one group, launched together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// The task's slot.
+    pub slot: u32,
+    /// The group member.
+    pub member: u32,
+    /// The worker it runs on.
+    pub worker: u32,
+    /// The in-flight token of this launch (slot and launch sequence).
+    pub token: u64,
+}
+
+/// What the engine knows of a worker: its type and its name in messages.
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    /// Its type.
+    pub ty: WorkerType,
+    /// How messages name it ("SUB worker 1 (child pid 812)").
+    pub label: String,
 }
 
 impl Engine {
@@ -100,42 +120,85 @@ impl Engine {
             free: Vec::new(),
             done: Vec::new(),
             pools: Default::default(),
-            workers: None,
+            workers: Vec::new(),
+            started: false,
             retired: Vec::new(),
-            bell: None,
             map: TensorMap::default(),
             scopes: ScopeStack::default(),
             ring: HeapRing::new(heap_len),
             heap_base,
             unfinished: 0,
             first_failure: None,
-            waiters: 0,
             releasing: Vec::new(),
             finishing: Vec::new(),
             ended: Vec::new(),
             launches: 0,
             nested: Vec::new(),
             closed: false,
-            last_launch_woke: false,
-            track_launches: false,
+            running: Vec::new(),
+            launches_out: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
-    /// Installs the started pool's workers.
-    pub fn install(&mut self, workers: Arc<[Worker]>, bell: Doorbell) {
-        self.bell = Some(bell);
-        for w in workers.iter() {
+    /// Installs the started pool's workers, in index order.
+    pub fn install(&mut self, workers: impl IntoIterator<Item = WorkerInfo>) {
+        self.workers = workers.into_iter().collect();
+        for (index, w) in self.workers.iter().enumerate() {
             let pool = &mut self.pools[w.ty.index()];
-            pool.live.push(w.index as u32);
-            pool.idle.push(w.index as u32);
+            pool.live.push(index as u32);
+            pool.idle.push(index as u32);
         }
         // The first registered worker on top of the stack gets the first task.
         for pool in &mut self.pools {
             pool.idle.reverse();
         }
-        self.retired = vec![false; workers.len()];
-        self.nested = vec![None; workers.len()];
-        self.workers = Some(workers);
+        let n = self.workers.len();
+        self.retired = vec![false; n];
+        self.nested = vec![None; n];
+        self.running = vec![None; n];
+        self.started = true;
+    }
+
+    /// The launches decided since the last call, to carry out in order.
+    /// Hand the vector back with `give_back_launches` (no allocation).
+    pub fn take_launches(&mut self) -> Vec<Launch> {
+        let spare = std::mem::take(&mut self.spare);
+        std::mem::replace(&mut self.launches_out, spare)
+    }
+
+    /// Returns the vector `take_launches` gave out, emptied.
+    pub fn give_back_launches(&mut self, mut v: Vec<Launch>) {
+        v.clear();
+        if self.spare.capacity() < v.capacity() {
+            self.spare = v;
+        }
+    }
+
+    /// What a launch carries: callable, config and the member's blob.
+    pub fn payload(&self, slot: u32, member: u32) -> (u64, &DistCallConfig, &[u8]) {
+        let s = &self.slots[slot as usize];
+        (s.callable, &s.config, s.blob(member))
+    }
+
+    /// A group's workers could not all take it: `bad`'s mailbox was not
+    /// IDLE. The task goes back to the head of its queue, the other
+    /// workers back to idle, and `bad` leaves its pool with `cause`.
+    pub fn refuse_launch(&mut self, group: &[Launch], bad: u32, cause: Error) {
+        let slot = group[0].slot;
+        let ty = self.slots[slot as usize].ty;
+        for o in group.iter().rev() {
+            self.running[o.worker as usize] = None;
+            if o.worker != bad {
+                self.pools[ty.index()].idle.push(o.worker);
+            }
+        }
+        self.slots[slot as usize].phase = Phase::Ready;
+        self.pools[ty.index()].ready.push_front(slot);
+        if self.first_failure.is_none() {
+            self.first_failure = Some(cause.clone());
+        }
+        self.retire(bad as usize, 0, cause);
     }
 
     /// Tasks submitted and not yet finished.
@@ -291,14 +354,12 @@ impl Engine {
         self.free.push(idx);
     }
 
-    /// Launches queued tasks of `ty` while enough workers are idle.
+    /// Puts queued tasks of `ty` on idle workers while enough are idle
+    /// (orders for `progress`, see `Launch`).
     fn pump(&mut self, ty: WorkerType) {
-        let Some(workers) = self.workers.clone().filter(|_| !self.closed) else {
+        if !self.started || self.closed {
             return;
-        };
-        // Whoever waits for completions sleeps until a worker rings; a worker
-        // that never rings (caller-owned) must switch them to timed polls.
-        let mut launched_deaf = false;
+        }
         loop {
             let pool = &self.pools[ty.index()];
             let Some(&idx) = pool
@@ -308,55 +369,19 @@ impl Engine {
             else {
                 break;
             };
-            // The workers about to be used must be IDLE: a mailbox that holds
-            // anything else (a child wrote TASK_READY, or garbage) breaks the
-            // protocol, and that worker leaves the pool before any task is lost.
-            let n = self.slots[idx as usize].members() as usize;
-            let top = &pool.idle[pool.idle.len() - n..];
-            if let Some(&bad) = top
-                .iter()
-                .find(|&&w| workers[w as usize].mailbox.state() != state::IDLE)
-            {
-                let w = &workers[bad as usize];
-                let e = Error::new(
-                    Status::Protocol,
-                    format!(
-                        "{w} held state {} in its mailbox while idle; it leaves the pool",
-                        w.mailbox.state()
-                    ),
-                );
-                if self.first_failure.is_none() {
-                    self.first_failure = Some(e.clone());
-                }
-                self.retire(bad as usize, 0, e);
-                return; // retire launched what it could
-            }
             self.pools[ty.index()].ready.pop_front();
-            let slot = &mut self.slots[idx as usize];
-            slot.phase = Phase::Running;
-            for m in 0..slot.members() {
+            self.slots[idx as usize].phase = Phase::Running;
+            for member in 0..self.slots[idx as usize].members() {
                 let w = self.pools[ty.index()].idle.pop().expect("counted above");
-                let worker = &workers[w as usize];
-                let slot = &self.slots[idx as usize];
-                let mb = &worker.mailbox;
+                self.running[w as usize] = Some(idx);
                 // Never 0, so a fresh mailbox's done_seq matches no launch.
                 self.launches = self.launches.wrapping_add(1).max(1);
-                mb.write_task(slot.callable, &slot.config, slot.blob(m), self.launches);
-                self.last_launch_woke = mb.publish(state::TASK_READY);
-                launched_deaf |= !worker.rings();
-                if self.track_launches {
-                    worker
-                        .launched_at
-                        .store(crate::worker::now_ns(), Ordering::Relaxed);
-                }
-                worker
-                    .in_flight
-                    .store(token(idx, self.launches), Ordering::Release);
-            }
-        }
-        if launched_deaf {
-            if let Some(bell) = &self.bell {
-                bell.ring();
+                self.launches_out.push(Launch {
+                    slot: idx,
+                    member,
+                    worker: w,
+                    token: token(idx, self.launches),
+                });
             }
         }
     }
@@ -365,25 +390,26 @@ impl Engine {
     /// The caller has claimed the completion and stored IDLE.
     pub fn complete(&mut self, worker: usize, token: u64, error: i32, message: Option<String>) {
         let idx = token_slot(token);
-        let workers = self.workers.clone().expect("started");
-        let w = &workers[worker];
+        let ty = self.workers[worker].ty;
+        self.running[worker] = None;
         let failure = (error != 0).then(|| {
             let slot = &self.slots[idx as usize];
             Error::new(
                 Status::TaskFailed,
                 format!(
-                    "task {:#x}: {w} returned error {error} from callable {:#x}{}",
+                    "task {:#x}: {} returned error {error} from callable {:#x}{}",
                     task_id(idx, slot.gen),
+                    self.workers[worker].label,
                     slot.callable,
                     message.map_or(String::new(), |m| format!(": {m}"))
                 ),
             )
         });
         if !self.retired[worker] {
-            self.pools[w.ty.index()].idle.push(worker as u32);
+            self.pools[ty.index()].idle.push(worker as u32);
         }
         self.member_finished(idx, failure);
-        self.pump(w.ty);
+        self.pump(ty);
     }
 
     /// Shutdown: from now on no task is accepted (SHUT_DOWN) or launched.
@@ -416,9 +442,9 @@ impl Engine {
     /// `token` is non-zero) fails with `cause`. Queued tasks that can no
     /// longer run fail with NO_WORKER.
     pub fn retire(&mut self, worker: usize, token: u64, cause: Error) {
-        let workers = self.workers.clone().expect("started");
-        let ty = workers[worker].ty;
+        let ty = self.workers[worker].ty;
         self.retired[worker] = true;
+        self.running[worker] = None;
         self.pools[ty.index()].retire(worker as u32);
         if token != 0 {
             let idx = token_slot(token);

@@ -21,10 +21,10 @@ pub use setup::Init;
 
 use crate::abi::{DistTaskId, DistTensor};
 use crate::child::ServeOptions;
-use crate::dispatcher::{Progress, WaitPolicy};
 use crate::doorbell::Doorbell;
 use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
 use crate::mailbox::{Mailbox, OwnedMailbox};
+use crate::progress::{Progress, WaitPolicy};
 use crate::reaper::Spawned;
 use crate::status::{fail, Error, Result, Status};
 use crate::sys::{self, lifeline, SharedMap};
@@ -208,8 +208,7 @@ impl Runtime {
         let heap = SharedMap::new(options.heap_ring_size)?;
         let control = SharedMap::new(4096)?;
         debug_assert!(control.len() >= crate::doorbell::DOORBELL_BYTES);
-        let mut engine = Engine::new(heap.as_ptr() as u64, heap.len() as u64);
-        engine.track_launches = options.wait.task_timeout.is_some();
+        let engine = Engine::new(heap.as_ptr() as u64, heap.len() as u64);
         // SAFETY: the control page is 4096 bytes, page aligned, and outlives
         // every copy of the doorbell (the runtime joins its threads and reaps
         // its children before dropping it; children keep their own mapping).
@@ -348,14 +347,7 @@ impl Runtime {
                     ),
                 );
             }
-            engine.waiters += 1;
-            engine = self
-                .shared
-                .finished
-                .wait_timeout(engine, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            engine.waiters -= 1;
+            engine = self.shared.wait_released(engine, deadline - now);
         }
     }
 
@@ -370,7 +362,7 @@ impl Runtime {
         self.accepting()?;
         let mut engine = self.shared.lock();
         engine.scope_end()?;
-        self.shared.notify(&engine);
+        self.shared.notify();
         Ok(())
     }
 
@@ -452,7 +444,7 @@ impl Runtime {
         let r = self
             .shared
             .wait_for(|e| self.drainable(e).then(|| e.drain()));
-        self.shared.notify(&self.shared.lock());
+        self.shared.notify();
         r
     }
 

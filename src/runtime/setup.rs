@@ -148,7 +148,7 @@ impl Runtime {
         let mailbox = owned.handle();
         let parent = sys::getpid();
         let opts = ServeOptions {
-            doorbell: Some(self.shared.bell),
+            doorbell: Some(self.shared.doorbell()),
             spin: self.options.worker_spin,
             parent: Some(parent),
             ..ServeOptions::default()

@@ -12,7 +12,6 @@
 //!    never unmapped; the thread exits as soon as its callable returns).
 
 use super::{lock, phase, Life, Runtime, SHUTDOWN_GRACE};
-use crate::doorbell::Sleeper;
 use crate::mailbox::state;
 use crate::status::{Error, Result, Status};
 use crate::sys;
@@ -69,11 +68,7 @@ impl Runtime {
                     sys::eventfd_signal(&stop);
                     let _ = handle.join();
                 }
-                for w in self.shared.workers.get().into_iter().flat_map(|w| w.iter()) {
-                    w.mailbox.publish(state::SHUTDOWN);
-                }
-                self.shared.stop.store(true, Ordering::Release);
-                self.shared.bell.wake(Sleeper::Dispatcher);
+                self.shared.stop();
                 // The dispatcher (last) exits now that nothing is in flight;
                 // pool threads exit unless a callable never returns.
                 let dispatcher = threads.pop();
@@ -154,7 +149,7 @@ impl Runtime {
         ));
         drop(engine);
         let busy: Vec<usize> = self.shared.busy_workers().map(|w| w.index).collect();
-        let workers = self.shared.workers.get().expect("started");
+        let workers = self.shared.workers();
         let mut ended = Vec::new();
         for &i in &busy {
             let w = &workers[i];

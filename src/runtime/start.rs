@@ -59,10 +59,7 @@ impl Runtime {
                 }
             })
             .collect();
-        let _ = self.shared.workers.set(workers.clone());
-        self.shared
-            .lock()
-            .install(workers.clone(), self.shared.bell);
+        self.shared.install(workers.clone());
         let mut threads = Vec::new();
         let result = self.start_threads(&workers, handlers, &mut threads);
         *life = Life::Running(threads);
@@ -141,7 +138,7 @@ impl Runtime {
         for (index, mut handler) in handlers {
             let mailbox = workers[index].mailbox;
             let opts = ServeOptions {
-                doorbell: Some(self.shared.bell),
+                doorbell: Some(self.shared.doorbell()),
                 spin: self.options.worker_spin,
                 ..ServeOptions::default()
             };

@@ -1,0 +1,151 @@
+//! Claiming completions: scanning in-flight mailboxes, handing what they
+//! hold to the engine, and taking broken or dead workers out of their pools.
+
+use super::{Locked, Progress};
+use crate::doorbell::Sleeper;
+use crate::engine::token_launch;
+use crate::mailbox::state;
+use crate::status::{Error, Status};
+use crate::worker::Worker;
+use std::sync::atomic::Ordering;
+
+/// What a poll found on one worker.
+#[derive(Clone, Debug)]
+enum Claim {
+    /// TASK_DONE with this error code (and, on failure, the child's message).
+    Done(i32, Option<String>),
+    /// A state the protocol does not allow while a task is in flight.
+    Broken(u32),
+    /// TASK_DONE that echoes another launch: stale or written twice.
+    Stale,
+}
+
+impl Progress {
+    /// Scans in-flight mailboxes once and hands completions to the engine,
+    /// taking the engine lock at the first one and keeping it for the rest
+    /// of the scan. Returns how many it handled. Any thread may call it.
+    pub fn poll(&self) -> usize {
+        let mut engine: Option<Locked<'_>> = None;
+        let mut handled = 0;
+        for w in self.workers() {
+            let tok = w.in_flight.load(Ordering::Acquire);
+            if tok == 0 {
+                continue;
+            }
+            let claim = match w.mailbox.state() {
+                // IDLE while in flight is a child's store caught half-way: a
+                // reference child written in Python (struct.pack_into) zeroes
+                // the word before writing TASK_DONE. Look again later.
+                state::TASK_READY | state::IDLE => continue,
+                state::TASK_DONE => match w.mailbox.completes_launch(token_launch(tok)) {
+                    Some(false) => Claim::Stale,
+                    _ => Claim::Done(w.mailbox.error(), None),
+                },
+                other => Claim::Broken(other),
+            };
+            if w.in_flight
+                .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let claim = match claim {
+                Claim::Done(error, _) => {
+                    // Read before IDLE hands the mailbox back.
+                    let message = if error != 0 {
+                        w.mailbox.message()
+                    } else {
+                        None
+                    };
+                    w.mailbox.set_state(state::IDLE);
+                    Claim::Done(error, message)
+                }
+                broken => broken,
+            };
+            let e = engine.get_or_insert_with(|| self.lock());
+            match claim {
+                Claim::Done(error, message) => e.complete(w.index, tok, error, message),
+                Claim::Broken(s) => {
+                    let err = Error::new(
+                        Status::Protocol,
+                        format!(
+                            "{w} left its mailbox in state {s} while running a task; \
+                             the worker leaves the pool"
+                        ),
+                    );
+                    e.retire(w.index, tok, err);
+                }
+                Claim::Stale => {
+                    let err = Error::new(
+                        Status::Protocol,
+                        format!(
+                            "{w} stored TASK_DONE for launch {} while launch {} ran \
+                             (a stale or doubled completion); the worker leaves the pool",
+                            w.mailbox.done_seq(),
+                            token_launch(tok)
+                        ),
+                    );
+                    e.retire(w.index, tok, err);
+                }
+            }
+            handled += 1;
+        }
+        if let Some(e) = engine {
+            self.epoch.fetch_add(1, Ordering::Release);
+            self.notify();
+            drop(e);
+            // A host thread asleep in wait/drain was not rung for these (the
+            // worker saw them claimed): wake it to look.
+            self.bell.wake_callers_if_asleep();
+        }
+        handled
+    }
+
+    /// Takes the worker of a child that died out of its pool; its task (if
+    /// any) fails with CHILD_DIED.
+    pub fn child_died(&self, worker: usize, how: &str) {
+        let w = &self.workers()[worker];
+        self.retire_worker(
+            worker,
+            Error::new(Status::ChildDied, format!("{w} {how}; it leaves the pool")),
+        );
+    }
+
+    /// Takes a worker out of its pool for good; its task (if any) fails
+    /// with `cause`. Waiters and the dispatcher are woken.
+    pub fn retire_worker(&self, worker: usize, cause: Error) {
+        let w = &self.workers()[worker];
+        let mut engine = self.lock();
+        if engine.is_retired(worker) {
+            return;
+        }
+        // Under the lock no launch can race this; a poller that already
+        // claimed a completion finds the worker retired and leaves it out.
+        let tok = w.in_flight.swap(0, Ordering::AcqRel);
+        engine.retire(worker, tok, cause);
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.notify();
+        drop(engine);
+        self.bell.wake(Sleeper::Caller);
+        self.bell.wake(Sleeper::Dispatcher);
+    }
+
+    /// The workers with a task in flight.
+    pub fn busy_workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers()
+            .iter()
+            .filter(|w| w.in_flight.load(Ordering::Acquire) != 0)
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.workers()
+            .iter()
+            .any(|w| w.in_flight.load(Ordering::Acquire) != 0)
+    }
+
+    pub(super) fn deaf_busy(&self) -> bool {
+        self.workers()
+            .iter()
+            .any(|w| !w.rings() && w.in_flight.load(Ordering::Acquire) != 0)
+    }
+}

@@ -1,0 +1,70 @@
+//! Launching: what the engine decided to run goes into the workers'
+//! mailboxes, under the engine lock, in the order decided.
+
+use super::Progress;
+use crate::engine::{Engine, Launch};
+use crate::mailbox::state;
+use crate::status::{Error, Status};
+use std::sync::atomic::Ordering;
+
+impl Progress {
+    /// Carries out the engine's pending launches. A group is checked whole
+    /// before any member is published: a worker whose mailbox is not IDLE
+    /// (a child wrote TASK_READY, or garbage) breaks the protocol, leaves
+    /// the pool, and the group goes back to its queue; nothing is lost.
+    pub(super) fn launch(&self, engine: &mut Engine) {
+        let workers = self.workers();
+        let mut deaf = false;
+        loop {
+            let orders = engine.take_launches();
+            if orders.is_empty() {
+                engine.give_back_launches(orders);
+                break;
+            }
+            for group in orders.chunk_by(|a, b| a.slot == b.slot) {
+                if let Some(bad) = group
+                    .iter()
+                    .find(|o| workers[o.worker as usize].mailbox.state() != state::IDLE)
+                {
+                    let w = &workers[bad.worker as usize];
+                    let cause = Error::new(
+                        Status::Protocol,
+                        format!(
+                            "{w} held state {} in its mailbox while idle; it leaves the pool",
+                            w.mailbox.state()
+                        ),
+                    );
+                    engine.refuse_launch(group, bad.worker, cause);
+                    continue;
+                }
+                for o in group {
+                    deaf |= self.publish(engine, o);
+                }
+            }
+            engine.give_back_launches(orders);
+        }
+        // Whoever waits for completions sleeps until a worker rings; a worker
+        // that never rings (caller-owned) must switch them to timed polls.
+        if deaf {
+            self.bell.ring();
+        }
+    }
+
+    /// Writes one member into its worker's mailbox and publishes it; then
+    /// the worker is in flight. Returns whether that worker never rings.
+    fn publish(&self, engine: &Engine, o: &Launch) -> bool {
+        let worker = &self.workers()[o.worker as usize];
+        let (callable, config, blob) = engine.payload(o.slot, o.member);
+        let mb = &worker.mailbox;
+        mb.write_task(callable, config, blob, crate::engine::token_launch(o.token));
+        let woke = mb.publish(state::TASK_READY);
+        self.last_launch_woke.store(woke, Ordering::Relaxed);
+        if self.policy.task_timeout.is_some() {
+            worker
+                .launched_at
+                .store(crate::worker::now_ns(), Ordering::Relaxed);
+        }
+        worker.in_flight.store(o.token, Ordering::Release);
+        !worker.rings()
+    }
+}
