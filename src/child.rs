@@ -78,25 +78,7 @@ pub fn serve(
         };
         match s {
             state::TASK_READY => {
-                let callable = mailbox.callable();
-                let config = mailbox.config();
-                MESSAGE.with(|m| m.borrow_mut().clear());
-                let error = match blob::decode(mailbox.blob()) {
-                    Ok(view) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        handler(callable, &view, &config)
-                    }))
-                    .unwrap_or(ERROR_HANDLER_PANIC),
-                    Err(_) => ERROR_BAD_BLOB,
-                };
-                if error != 0 {
-                    MESSAGE.with(|m| {
-                        let m = m.borrow();
-                        if !m.is_empty() {
-                            mailbox.set_message(&m);
-                        }
-                    });
-                }
-                if !mailbox.complete(error) {
+                if !run_task(mailbox, handler) {
                     // The parent wrote SHUTDOWN while the task ran (a
                     // deadline passed): the completion is not wanted.
                     return match mailbox.state() {
@@ -131,6 +113,36 @@ pub fn serve(
             }
         }
     }
+}
+
+/// Runs the task published in `mailbox` (TASK_READY) with `handler` and
+/// reports it: error code, message on failure, the launch's sequence echoed,
+/// TASK_DONE stored with a compare-and-swap from TASK_READY. Returns false
+/// when the parent wrote another state meanwhile (SHUTDOWN), which the
+/// completion then leaves alone.
+pub(crate) fn run_task(
+    mailbox: Mailbox,
+    handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
+) -> bool {
+    let callable = mailbox.callable();
+    let config = mailbox.config();
+    MESSAGE.with(|m| m.borrow_mut().clear());
+    let error = match blob::decode(mailbox.blob()) {
+        Ok(view) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler(callable, &view, &config)
+        }))
+        .unwrap_or(ERROR_HANDLER_PANIC),
+        Err(_) => ERROR_BAD_BLOB,
+    };
+    if error != 0 {
+        MESSAGE.with(|m| {
+            let m = m.borrow();
+            if !m.is_empty() {
+                mailbox.set_message(&m);
+            }
+        });
+    }
+    mailbox.complete(error)
 }
 
 #[cfg(test)]
@@ -186,7 +198,7 @@ mod tests {
             assert_eq!(mb.error(), want);
             mb.set_state(state::IDLE);
         }
-        mb.publish(state::SHUTDOWN);
+        mb.shut_down();
         let (r, seen) = server.join().unwrap();
         r.unwrap();
         assert_eq!(seen, vec![(1, 1, vec![10], 24), (9, 1, vec![90], 24)]);

@@ -35,6 +35,7 @@ mod child;
 mod doorbell;
 mod engine;
 pub mod ffi;
+mod loom;
 mod mailbox;
 mod pool;
 mod progress;

@@ -22,9 +22,11 @@
 //!   it zero, and its completions cannot be told apart.
 
 use crate::abi::{self, DistCallConfig};
+use crate::loom::{fence, AtomicU32, AtomicU64};
+#[cfg(not(loom))]
 use crate::sys;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Mailbox size in bytes.
@@ -108,20 +110,67 @@ impl Mailbox {
         self.base.as_ptr()
     }
 
+    #[cfg(not(loom))]
     fn u32_at(&self, off: usize) -> &AtomicU32 {
         // SAFETY: off is a fixed, 4-aligned offset below SIZE; the memory is
         // valid per `from_raw`'s contract and only accessed atomically.
         unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU32) }
     }
 
-    fn i32_at(&self, off: usize) -> &AtomicI32 {
-        // SAFETY: as in `u32_at`.
-        unsafe { &*(self.base.as_ptr().add(off) as *const AtomicI32) }
-    }
-
+    #[cfg(not(loom))]
     fn u64_at(&self, off: usize) -> &AtomicU64 {
         // SAFETY: as in `u32_at`; off is 8-aligned and the base is too.
         unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) }
+    }
+
+    #[cfg(not(loom))]
+    fn bytes(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    #[cfg(loom)]
+    fn words(&self) -> &LoomWords {
+        // SAFETY: under loom every handle comes from an `OwnedMailbox`,
+        // whose `LoomWords` outlive it.
+        unsafe { &*(self.base.as_ptr() as *const LoomWords) }
+    }
+
+    #[cfg(loom)]
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        &self.words().u32s[off / 4]
+    }
+
+    #[cfg(loom)]
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        assert_eq!(off, abi::DIST_MAILBOX_OFF_CALLABLE as usize);
+        &self.words().callable
+    }
+
+    #[cfg(loom)]
+    fn bytes(&self) -> *mut u8 {
+        self.words().bytes.get().cast()
+    }
+
+    /// The error field as stored (an int32's bits).
+    fn error_word(&self) -> &AtomicU32 {
+        self.u32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
+    }
+
+    /// Wakes a serving side asleep on the state word.
+    fn wake_state(&self) {
+        #[cfg(not(loom))]
+        sys::futex_wake(self.state_word(), 1);
+    }
+
+    /// Sleeps while the state word holds `s`, at most `nap`.
+    fn sleep_on_state(&self, s: u32, nap: Duration) {
+        #[cfg(not(loom))]
+        sys::futex_wait(self.state_word(), s, Some(nap));
+        #[cfg(loom)]
+        {
+            let _ = (s, nap);
+            crate::loom::yield_now();
+        }
     }
 
     /// The state word (also the futex the serving side sleeps on).
@@ -139,10 +188,20 @@ impl Mailbox {
         self.state_word().store(s, Ordering::Release);
     }
 
+    /// Parent side, after claiming a completion: TASK_DONE becomes IDLE
+    /// (a compare-and-swap, so a SHUTDOWN written meanwhile stays).
+    pub fn hand_back(&self) {
+        let _ = self.state_word().compare_exchange(
+            state::TASK_DONE,
+            state::IDLE,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+
     /// The error field.
     pub fn error(&self) -> i32 {
-        self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
-            .load(Ordering::Relaxed)
+        self.error_word().load(Ordering::Relaxed) as i32
     }
 
     /// Parent side: writes callable, config (field by field), blob and the
@@ -169,20 +228,16 @@ impl Mailbox {
             ),
         ];
         for (off, v) in words {
-            self.i32_at(off as usize).store(v, Ordering::Relaxed);
+            self.u32_at(off as usize).store(v as u32, Ordering::Relaxed);
         }
         // SAFETY: the parent owns the mailbox now (IDLE); the blob region is
         // OFF_ARGS..SIZE and blob.len() <= ARGS_CAPACITY.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                blob.as_ptr(),
-                self.base.as_ptr().add(OFF_ARGS),
-                blob.len(),
-            );
+            std::ptr::copy_nonoverlapping(blob.as_ptr(), self.bytes().add(OFF_ARGS), blob.len());
         }
     }
 
-    /// Parent side: publishes `s` (TASK_READY or SHUTDOWN) and wakes a
+    /// Parent side: publishes `s` (TASK_READY) and wakes a
     /// serving side that sleeps on the state word. Returns whether it had to
     /// wake one (so the task will take a wake-up, not a spin, to start).
     pub fn publish(&self, s: u32) -> bool {
@@ -192,9 +247,20 @@ impl Mailbox {
         fence(Ordering::SeqCst);
         let asleep = self.u32_at(OFF_WAITER).load(Ordering::Relaxed) != 0;
         if asleep {
-            sys::futex_wake(self.state_word(), 1);
+            self.wake_state();
         }
         asleep
+    }
+
+    /// Parent side: publishes SHUTDOWN, whatever the mailbox holds (an
+    /// exchange, so it is ordered after any completion stored before it),
+    /// and wakes a sleeping serving side.
+    pub fn shut_down(&self) {
+        self.state_word().swap(state::SHUTDOWN, Ordering::AcqRel);
+        fence(Ordering::SeqCst);
+        if self.u32_at(OFF_WAITER).load(Ordering::Relaxed) != 0 {
+            self.wake_state();
+        }
     }
 
     /// Serving side: the callable of the published task.
@@ -205,7 +271,7 @@ impl Mailbox {
 
     /// Serving side: the config of the published task.
     pub fn config(&self) -> DistCallConfig {
-        let get = |off: u32| self.i32_at(off as usize).load(Ordering::Relaxed);
+        let get = |off: u32| self.u32_at(off as usize).load(Ordering::Relaxed) as i32;
         DistCallConfig {
             block_dim: get(abi::DIST_MAILBOX_OFF_BLOCK_DIM),
             aicpu_thread_num: get(abi::DIST_MAILBOX_OFF_AICPU_THREAD_NUM),
@@ -220,7 +286,7 @@ impl Mailbox {
     pub fn blob(&self) -> &[u8] {
         // SAFETY: OFF_ARGS..SIZE lies inside the mailbox; the parent does not
         // write it while the state is TASK_READY.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(OFF_ARGS), ARGS_CAPACITY) }
+        unsafe { std::slice::from_raw_parts(self.bytes().add(OFF_ARGS), ARGS_CAPACITY) }
     }
 
     /// Serving side, before `complete`: leaves an error message (cut to
@@ -229,9 +295,7 @@ impl Mailbox {
         let n = message.len().min(MESSAGE_CAPACITY);
         // SAFETY: the serving side owns the mailbox (TASK_READY); the blob
         // area holds at least MESSAGE_CAPACITY bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(message.as_ptr(), self.base.as_ptr().add(OFF_ARGS), n)
-        };
+        unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), self.bytes().add(OFF_ARGS), n) };
         self.u32_at(OFF_MESSAGE_LEN)
             .store(n as u32, Ordering::Relaxed);
     }
@@ -244,7 +308,7 @@ impl Mailbox {
             return None;
         }
         // SAFETY: the parent owns the mailbox at TASK_DONE; n is in bounds.
-        let bytes = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(OFF_ARGS), n) };
+        let bytes = unsafe { std::slice::from_raw_parts(self.bytes().add(OFF_ARGS), n) };
         Some(String::from_utf8_lossy(bytes).into_owned())
     }
 
@@ -257,8 +321,7 @@ impl Mailbox {
         let s = if error == 0 {
             state::CHILD_READY
         } else {
-            self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
-                .store(error, Ordering::Relaxed);
+            self.error_word().store(error as u32, Ordering::Relaxed);
             state::INIT_FAILED
         };
         self.state_word()
@@ -271,10 +334,14 @@ impl Mailbox {
     /// something else meanwhile (SHUTDOWN at a deadline): a late completion
     /// never erases it.
     pub fn complete(&self, error: i32) -> bool {
-        self.i32_at(abi::DIST_MAILBOX_OFF_ERROR as usize)
-            .store(error, Ordering::Relaxed);
+        self.error_word().store(error as u32, Ordering::Relaxed);
         let seq = self.u32_at(OFF_LAUNCH_SEQ).load(Ordering::Relaxed);
         self.u32_at(OFF_DONE_SEQ).store(seq, Ordering::Relaxed);
+        #[cfg(loom)]
+        if crate::progress::loom_model::bugs::plain_complete() {
+            self.state_word().store(state::TASK_DONE, Ordering::Release);
+            return true;
+        }
         self.state_word()
             .compare_exchange(
                 state::TASK_READY,
@@ -326,7 +393,7 @@ impl Mailbox {
                 if !idle(s) {
                     return Some(s);
                 }
-                std::hint::spin_loop();
+                crate::loom::spin_loop();
             }
             let waited = start.elapsed();
             if waited >= spin {
@@ -334,7 +401,7 @@ impl Mailbox {
             }
             round += 1;
             if round > PURE_SPIN_ROUNDS {
-                std::thread::yield_now();
+                crate::loom::yield_now();
             }
         }
         let waiter = self.u32_at(OFF_WAITER);
@@ -346,7 +413,7 @@ impl Mailbox {
                 waiter.store(0, Ordering::Relaxed);
                 return Some(s);
             }
-            sys::futex_wait(self.state_word(), s, Some(nap));
+            self.sleep_on_state(s, nap);
             waiter.store(0, Ordering::Relaxed);
             let s = self.state();
             if !idle(s) {
@@ -366,22 +433,56 @@ const PURE_SPIN_ROUNDS: u32 = 16;
 /// (so both processes see it), or a private aligned page for a pool thread.
 #[derive(Debug)]
 pub struct OwnedMailbox {
+    #[cfg(not(loom))]
     map: sys::SharedMap,
+    #[cfg(loom)]
+    words: Box<LoomWords>,
 }
 
 impl OwnedMailbox {
     /// Maps a fresh, zeroed (IDLE) mailbox.
     pub fn new() -> crate::status::Result<OwnedMailbox> {
         Ok(OwnedMailbox {
+            #[cfg(not(loom))]
             map: sys::SharedMap::new(SIZE)?,
+            #[cfg(loom)]
+            words: Box::new(LoomWords::new()),
         })
     }
 
     /// A handle to it.
     pub fn handle(&self) -> Mailbox {
-        // SAFETY: the mapping is page aligned, SIZE bytes, and lives as long
-        // as `self`; owners keep `self` alive while handles are used.
-        unsafe { Mailbox::from_raw(NonNull::new(self.map.as_ptr()).expect("mapped")) }
+        #[cfg(not(loom))]
+        let base = self.map.as_ptr();
+        #[cfg(loom)]
+        let base = (&*self.words as *const LoomWords).cast_mut().cast::<u8>();
+        // SAFETY: the memory is 8-aligned, SIZE bytes (or, under loom, a
+        // `LoomWords`), and lives as long as `self`; owners keep `self`
+        // alive while handles are used.
+        unsafe { Mailbox::from_raw(NonNull::new(base).expect("mapped")) }
+    }
+}
+
+/// Under loom, a mailbox is loom atomics for the words of its first 64
+/// bytes plus plain bytes for the rest (loom cannot overlay atomics on raw
+/// memory). Offsets and protocol are the same.
+#[cfg(loom)]
+#[derive(Debug)]
+#[repr(C, align(8))]
+pub(crate) struct LoomWords {
+    u32s: [AtomicU32; 16],
+    callable: AtomicU64,
+    bytes: std::cell::UnsafeCell<[u8; SIZE]>,
+}
+
+#[cfg(loom)]
+impl LoomWords {
+    fn new() -> LoomWords {
+        LoomWords {
+            u32s: std::array::from_fn(|_| AtomicU32::new(0)),
+            callable: AtomicU64::new(0),
+            bytes: std::cell::UnsafeCell::new([0; SIZE]),
+        }
     }
 }
 

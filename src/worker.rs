@@ -12,6 +12,9 @@ use crate::status::{fail, Result, Status};
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 
+/// The in-flight token is part of the hand-off (model-checked by loom).
+type TokenCell = crate::loom::AtomicU64;
+
 /// The two kinds of worker; each has its own pool and ready queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WorkerType {
@@ -76,7 +79,7 @@ pub struct Worker {
     pub mailbox: Mailbox,
     /// Token of the task member it runs (0 = none). Set after TASK_READY is
     /// published; cleared by whoever claims the completion.
-    pub in_flight: AtomicU64,
+    pub in_flight: TokenCell,
     /// Index in the pool's worker table.
     pub index: usize,
     /// When its current task was launched (`now_ns`), for task deadlines.

@@ -49,7 +49,7 @@ fn a_million_publishes_racing_a_serving_side_going_to_sleep() {
         mb.set_state(state::IDLE);
         slowest = slowest.max(t.elapsed());
     }
-    mb.publish(state::SHUTDOWN);
+    mb.shut_down();
     server.join().unwrap().unwrap();
     assert!(slowest < LOST);
 }

@@ -10,14 +10,69 @@ use crate::worker::Worker;
 use std::sync::atomic::Ordering;
 
 /// What a poll found on one worker.
-#[derive(Clone, Debug)]
-enum Claim {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
     /// TASK_DONE with this error code (and, on failure, the child's message).
     Done(i32, Option<String>),
     /// A state the protocol does not allow while a task is in flight.
     Broken(u32),
     /// TASK_DONE that echoes another launch: stale or written twice.
     Stale,
+}
+
+/// Claims `w`'s completion, if its mailbox holds one for the task in
+/// flight: the token is swapped to 0 (so exactly one claimer wins), the
+/// error and message are read, and IDLE hands the mailbox back, all before
+/// the engine hears of it (so a shutdown that follows the engine's last
+/// completion is never overwritten). Returns the token claimed and what
+/// was found. Lock-free; any thread may call it.
+pub(crate) fn claim(w: &Worker) -> Option<(u64, Claim)> {
+    let tok = w.in_flight.load(Ordering::Acquire);
+    if tok == 0 {
+        return None;
+    }
+    let found = match w.mailbox.state() {
+        // IDLE while in flight is a child's store caught half-way: a
+        // reference child written in Python (struct.pack_into) zeroes the
+        // word before writing TASK_DONE. Look again later.
+        state::TASK_READY | state::IDLE => return None,
+        state::TASK_DONE => match w.mailbox.completes_launch(token_launch(tok)) {
+            Some(false) => Claim::Stale,
+            _ => Claim::Done(w.mailbox.error(), None),
+        },
+        other => Claim::Broken(other),
+    };
+    if !take_token(w, tok) {
+        return None;
+    }
+    Some((
+        tok,
+        match found {
+            Claim::Done(error, _) => {
+                // Read before IDLE hands the mailbox back.
+                let message = (error != 0).then(|| w.mailbox.message()).flatten();
+                #[cfg(loom)]
+                if super::loom_model::bugs::idle_after_complete() {
+                    return Some((tok, Claim::Done(error, message))); // IDLE comes later
+                }
+                w.mailbox.hand_back();
+                Claim::Done(error, message)
+            }
+            other => other,
+        },
+    ))
+}
+
+/// Takes the in-flight token `tok` from `w`: true for exactly one claimer.
+fn take_token(w: &Worker, tok: u64) -> bool {
+    #[cfg(loom)]
+    if super::loom_model::bugs::plain_claim() {
+        w.in_flight.store(0, Ordering::Release);
+        return true;
+    }
+    w.in_flight
+        .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
 }
 
 impl Progress {
@@ -28,39 +83,8 @@ impl Progress {
         let mut engine: Option<Locked<'_>> = None;
         let mut handled = 0;
         for w in self.workers() {
-            let tok = w.in_flight.load(Ordering::Acquire);
-            if tok == 0 {
+            let Some((tok, claim)) = claim(w) else {
                 continue;
-            }
-            let claim = match w.mailbox.state() {
-                // IDLE while in flight is a child's store caught half-way: a
-                // reference child written in Python (struct.pack_into) zeroes
-                // the word before writing TASK_DONE. Look again later.
-                state::TASK_READY | state::IDLE => continue,
-                state::TASK_DONE => match w.mailbox.completes_launch(token_launch(tok)) {
-                    Some(false) => Claim::Stale,
-                    _ => Claim::Done(w.mailbox.error(), None),
-                },
-                other => Claim::Broken(other),
-            };
-            if w.in_flight
-                .compare_exchange(tok, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let claim = match claim {
-                Claim::Done(error, _) => {
-                    // Read before IDLE hands the mailbox back.
-                    let message = if error != 0 {
-                        w.mailbox.message()
-                    } else {
-                        None
-                    };
-                    w.mailbox.set_state(state::IDLE);
-                    Claim::Done(error, message)
-                }
-                broken => broken,
             };
             let e = engine.get_or_insert_with(|| self.lock());
             match claim {

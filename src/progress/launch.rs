@@ -2,9 +2,11 @@
 //! mailboxes, under the engine lock, in the order decided.
 
 use super::Progress;
-use crate::engine::{Engine, Launch};
+use crate::abi::DistCallConfig;
+use crate::engine::{token_launch, Engine, Launch};
 use crate::mailbox::state;
 use crate::status::{Error, Status};
+use crate::worker::Worker;
 use std::sync::atomic::Ordering;
 
 impl Progress {
@@ -54,17 +56,34 @@ impl Progress {
     /// the worker is in flight. Returns whether that worker never rings.
     fn publish(&self, engine: &Engine, o: &Launch) -> bool {
         let worker = &self.workers()[o.worker as usize];
-        let (callable, config, blob) = engine.payload(o.slot, o.member);
-        let mb = &worker.mailbox;
-        mb.write_task(callable, config, blob, crate::engine::token_launch(o.token));
-        let woke = mb.publish(state::TASK_READY);
-        self.last_launch_woke.store(woke, Ordering::Relaxed);
         if self.policy.task_timeout.is_some() {
             worker
                 .launched_at
                 .store(crate::worker::now_ns(), Ordering::Relaxed);
         }
-        worker.in_flight.store(o.token, Ordering::Release);
+        let (callable, config, blob) = engine.payload(o.slot, o.member);
+        let woke = launch_member(worker, callable, config, blob, o.token);
+        self.last_launch_woke.store(woke, Ordering::Relaxed);
         !worker.rings()
     }
+}
+
+/// Hands one task member to an idle `worker`: the payload and the launch's
+/// sequence number go into the mailbox, TASK_READY is published (release:
+/// every payload byte is visible first), and only then is the token stored,
+/// so a claimer never sees a token whose launch is not published. Called
+/// under the engine lock, which owns idle workers. Returns whether the
+/// serving side had to be woken from sleep.
+pub(crate) fn launch_member(
+    worker: &Worker,
+    callable: u64,
+    config: &DistCallConfig,
+    blob: &[u8],
+    token: u64,
+) -> bool {
+    let mb = &worker.mailbox;
+    mb.write_task(callable, config, blob, token_launch(token));
+    let woke = mb.publish(state::TASK_READY);
+    worker.in_flight.store(token, Ordering::Release);
+    woke
 }

@@ -11,17 +11,18 @@
 //! launches the engine decided meanwhile are carried out first, under the
 //! same lock, so no decision is ever left undone.
 
-mod claim;
+pub(crate) mod claim;
 mod deadlines;
 mod dispatcher;
-mod launch;
+pub(crate) mod launch;
+#[cfg(loom)]
+pub(crate) mod loom_model;
 mod wait;
 
 pub use wait::WaitPolicy;
 
 use crate::doorbell::{Doorbell, Sleeper};
 use crate::engine::{Engine, WorkerInfo};
-use crate::mailbox::state;
 use crate::worker::Worker;
 use once_cell::sync::OnceCell;
 use std::ops::{Deref, DerefMut};
@@ -165,7 +166,7 @@ impl Progress {
     /// the dispatcher leaves its loop.
     pub fn stop(&self) {
         for w in self.workers() {
-            w.mailbox.publish(state::SHUTDOWN);
+            w.mailbox.shut_down();
         }
         self.stop.store(true, Ordering::Release);
         self.bell.wake(Sleeper::Dispatcher);

@@ -12,7 +12,6 @@
 //!    never unmapped; the thread exits as soon as its callable returns).
 
 use super::{lock, phase, Life, Runtime, SHUTDOWN_GRACE};
-use crate::mailbox::state;
 use crate::status::{Error, Result, Status};
 use crate::sys;
 use crate::worker::Mode;
@@ -38,7 +37,7 @@ impl Runtime {
             Life::Closed => return Ok(()),
             Life::Setup(regs) => {
                 for r in regs {
-                    r.mailbox.publish(state::SHUTDOWN);
+                    r.mailbox.shut_down();
                 }
             }
             Life::Running(mut threads) => {

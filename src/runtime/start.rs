@@ -27,7 +27,7 @@ impl Runtime {
         };
         if let Err(e) = self.await_children(&regs) {
             for r in &regs {
-                r.mailbox.publish(state::SHUTDOWN);
+                r.mailbox.shut_down();
             }
             *life = Life::Closed;
             let _ = self.phase.compare_exchange(
@@ -53,7 +53,7 @@ impl Runtime {
                     ty: r.ty,
                     mode: r.mode,
                     mailbox: r.mailbox,
-                    in_flight: AtomicU64::new(0),
+                    in_flight: crate::loom::AtomicU64::new(0),
                     index,
                     launched_at: AtomicU64::new(0),
                 }
