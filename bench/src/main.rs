@@ -1,7 +1,7 @@
-//! dist-bench: the dispatch path of this library beside the limits of the
+//! dist-bench: the dispatch path of dist-worker beside the limits of the
 //! machine, in one run.
 //!
-//! cargo run --release --bin dist-bench [-- --json] [--quick]
+//! cargo run --release -p dist-bench [-- --json] [--quick]
 //!
 //! Measures: the floor (two processes spinning on one shared word; a pipe
 //! round trip; a futex round trip), the reference protocol (parent polling
