@@ -1,49 +1,72 @@
 //! The results of a run, as a text table or as one JSON object.
 
 use crate::Lat;
+use serde::{Serialize, Serializer};
 
 /// Everything one run measures. Round trips in µs; rates in tasks/s.
+#[derive(Serialize)]
 pub struct Report {
+    #[serde(rename = "floor_spin_us")]
     pub floor_spin: Lat,
+    #[serde(rename = "floor_pipe_us")]
     pub floor_pipe: Lat,
+    #[serde(rename = "floor_pipe_after_idle_us")]
     pub floor_pipe_after_idle: Lat,
+    #[serde(rename = "futex_us")]
     pub futex: Lat,
+    #[serde(rename = "reference_us")]
     pub reference: Lat,
+    #[serde(rename = "hot_us")]
     pub hot: Lat,
+    #[serde(rename = "sleeping_us")]
     pub sleeping: Lat,
     /// (children, tasks/s), in the order measured.
+    #[serde(
+        rename = "throughput_tasks_per_s",
+        serialize_with = "rates_by_children"
+    )]
     pub throughput: Vec<(usize, f64)>,
+    #[serde(rename = "reference_pool_4_tasks_per_s", serialize_with = "rate")]
     pub reference_pool_4: f64,
+    #[serde(rename = "pipe_pool_4_tasks_per_s", serialize_with = "rate")]
     pub pipe_pool_4: f64,
+    #[serde(serialize_with = "thousandths")]
     pub idle_cpu_percent_16_children: f64,
+}
+
+/// A latency as `{"p50": .., "p99": ..}`, to the nanosecond.
+impl Serialize for Lat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Lat", 2)?;
+        st.serialize_field("p50", &round3(self.p50))?;
+        st.serialize_field("p99", &round3(self.p99))?;
+        st.end()
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+fn thousandths<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round3(*x))
+}
+
+/// A rate as a whole number of tasks/s.
+fn rate<S: Serializer>(r: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(r.round() as u64)
+}
+
+/// `{"1": rate, "4": rate, ...}`, keys in the order measured.
+fn rates_by_children<S: Serializer>(v: &[(usize, f64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|&(n, r)| (n.to_string(), r.round() as u64)))
 }
 
 impl Report {
     /// One line of JSON.
     pub fn to_json(&self) -> String {
-        let lat = |l: Lat| format!("{{\"p50\": {:.3}, \"p99\": {:.3}}}", l.p50, l.p99);
-        let tp: Vec<String> = self
-            .throughput
-            .iter()
-            .map(|(n, r)| format!("\"{n}\": {r:.0}"))
-            .collect();
-        format!(
-            "{{\"floor_spin_us\": {}, \"floor_pipe_us\": {}, \"floor_pipe_after_idle_us\": {}, \
-             \"futex_us\": {}, \"reference_us\": {}, \"hot_us\": {}, \"sleeping_us\": {}, \
-             \"throughput_tasks_per_s\": {{{}}}, \"reference_pool_4_tasks_per_s\": {:.0}, \
-             \"pipe_pool_4_tasks_per_s\": {:.0}, \"idle_cpu_percent_16_children\": {:.3}}}",
-            lat(self.floor_spin),
-            lat(self.floor_pipe),
-            lat(self.floor_pipe_after_idle),
-            lat(self.futex),
-            lat(self.reference),
-            lat(self.hot),
-            lat(self.sleeping),
-            tp.join(", "),
-            self.reference_pool_4,
-            self.pipe_pool_4,
-            self.idle_cpu_percent_16_children
-        )
+        serde_json::to_string(self).expect("a report serialises")
     }
 
     /// The text table, with each figure's ratio to its baseline.
@@ -132,6 +155,40 @@ impl Report {
         println!(
             "idle cost, parent + 16 children over 2 s: {:.4}% of one core",
             self.idle_cpu_percent_16_children
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_the_keys_and_their_order() {
+        let l = Lat {
+            p50: 0.1104,
+            p99: 2.0,
+        };
+        let r = Report {
+            floor_spin: l,
+            floor_pipe: l,
+            floor_pipe_after_idle: l,
+            futex: l,
+            reference: l,
+            hot: l,
+            sleeping: l,
+            throughput: vec![(1, 10.4), (4, 20.6), (16, 30.0), (64, 40.0)],
+            reference_pool_4: 5.5,
+            pipe_pool_4: 6.0,
+            idle_cpu_percent_16_children: 0.09514,
+        };
+        let j = r.to_json();
+        let lat = r#"{"p50":0.11,"p99":2.0}"#;
+        assert_eq!(
+            j,
+            format!(
+                r#"{{"floor_spin_us":{lat},"floor_pipe_us":{lat},"floor_pipe_after_idle_us":{lat},"futex_us":{lat},"reference_us":{lat},"hot_us":{lat},"sleeping_us":{lat},"throughput_tasks_per_s":{{"1":10,"4":21,"16":30,"64":40}},"reference_pool_4_tasks_per_s":6,"pipe_pool_4_tasks_per_s":6,"idle_cpu_percent_16_children":0.095}}"#
+            )
         );
     }
 }
