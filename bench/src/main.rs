@@ -1,7 +1,7 @@
 //! dist-bench: the dispatch path of dist-worker beside the limits of the
 //! machine, in one run.
 //!
-//! cargo run --release -p dist-bench [-- --json] [--quick]
+//! cargo run --release -p dist-bench [-- [--quick] [--json] [--help]]
 //!
 //! Measures: the floor (two processes spinning on one shared word; a pipe
 //! round trip; a futex round trip), the reference protocol (parent polling
@@ -24,6 +24,38 @@ mod report;
 
 use capi::{Pool, Tunables, SLEEP_GAP};
 use report::Report;
+
+const USAGE: &str = "\
+dist-bench: dist-worker's dispatch path, through its C API, beside the
+limits of the machine, in one run.
+
+Usage: dist-bench [--quick] [--json]
+       cargo run --release -p dist-bench -- [--quick] [--json]
+
+Measures round trips (one task: dispatch + wait) to a hot and to a sleeping
+child beside two processes spinning on one shared word, a pipe (also after
+the child idled 3 ms), a futex wait/wake and the reference protocol (the
+parent polls every 50 us); throughput of no-op tasks through 1, 4, 16 and
+64 children beside the reference protocol and a pipe-based process pool
+(median of 5 runs); and the CPU an idle pool of 16 children costs.
+
+Options:
+  --quick      fewer iterations: a short run
+  --json       print the results as one JSON object instead of the table
+  -h, --help   print this text and exit
+
+Environment:
+  TPUT=N       only throughput through N children (1,000,000 tasks)
+  SLEEPSTAT=1  only round trips to a sleeping child, beside a pipe after idle
+  SPLIT=1      only dispatch and wait timed apart, ten times (ns)
+  DIST_BENCH_OPTS=key=value,...
+               waiting tunables of every pool: worker_spin_us,
+               dispatcher_spin_us, wait_spin_us, poll_interval_us
+               (e.g. wait_spin_us=0,worker_spin_us=20)
+TPUT, SLEEPSTAT and SPLIT act when set, whatever their value; the first set
+one runs instead of the whole benchmark, and --quick and --json do not
+apply to it.
+";
 
 /// Latency percentiles of a set of round trips, in µs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -67,6 +99,38 @@ impl Cfg {
             }
         }
     }
+}
+
+/// What the command line asks for.
+struct Args {
+    json: bool,
+    quick: bool,
+}
+
+/// Why the command line does not ask for a run.
+#[derive(Debug, PartialEq)]
+enum NoRun {
+    /// `-h` or `--help`.
+    Help,
+    /// An argument that is not understood.
+    Unknown(String),
+}
+
+/// Parses the arguments after the program name.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, NoRun> {
+    let mut a = Args {
+        json: false,
+        quick: false,
+    };
+    for arg in args {
+        match arg.as_str() {
+            "--json" => a.json = true,
+            "--quick" => a.quick = true,
+            "-h" | "--help" => return Err(NoRun::Help),
+            _ => return Err(NoRun::Unknown(arg)),
+        }
+    }
+    Ok(a)
 }
 
 /// Median of five runs: throughput on a shared 2-core machine swings with
@@ -142,16 +206,29 @@ fn run(cfg: &Cfg, tunables: &Tunables) -> Report {
 }
 
 fn main() {
-    let tunables = Tunables::parse(&std::env::var("DIST_BENCH_OPTS").unwrap_or_default())
-        .unwrap_or_else(|e| panic!("DIST_BENCH_OPTS: {e}"));
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(NoRun::Help) => {
+            print!("{USAGE}");
+            return;
+        }
+        Err(NoRun::Unknown(arg)) => {
+            eprint!("dist-bench: unknown argument `{arg}`\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let tunables = match Tunables::parse(&std::env::var("DIST_BENCH_OPTS").unwrap_or_default()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dist-bench: DIST_BENCH_OPTS: {e}");
+            std::process::exit(2);
+        }
+    };
     if single_measurement(&tunables) {
         return;
     }
-    let args: Vec<String> = std::env::args().collect();
-    let json = args.iter().any(|a| a == "--json");
-    let quick = args.iter().any(|a| a == "--quick");
-    let report = run(&Cfg::new(quick), &tunables);
-    if json {
+    let report = run(&Cfg::new(args.quick), &tunables);
+    if args.json {
         println!("{}", report.to_json());
     } else {
         report.print_table();
@@ -161,6 +238,28 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, NoRun> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_are_understood() {
+        let a = parse(&["--quick", "--json"]).unwrap();
+        assert!(a.quick && a.json);
+        let a = parse(&[]).unwrap();
+        assert!(!a.quick && !a.json);
+        assert_eq!(parse(&["--help"]).err(), Some(NoRun::Help));
+        assert_eq!(parse(&["--quick", "-h"]).err(), Some(NoRun::Help));
+        assert_eq!(
+            parse(&["--fast"]).err(),
+            Some(NoRun::Unknown("--fast".into()))
+        );
+        assert_eq!(
+            parse(&["quick"]).err(),
+            Some(NoRun::Unknown("quick".into()))
+        );
+    }
 
     #[test]
     fn tunables_parse() {
