@@ -1,0 +1,251 @@
+//! dist-worker measured through its C API, as a C host drives it: a pool of
+//! forked SUB children running a no-op callable.
+
+use crate::Lat;
+use dist_worker::abi::*;
+use dist_worker::ffi::*;
+use std::os::raw::c_void;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+/// Idle time before a round trip to a sleeping child (its spin window is 50 µs).
+pub const SLEEP_GAP: Duration = Duration::from_millis(3);
+
+/// The waiting tunables `DIST_BENCH_OPTS` sets (None: the library's default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tunables {
+    worker_spin_us: Option<u32>,
+    dispatcher_spin_us: Option<u32>,
+    wait_spin_us: Option<u32>,
+    poll_interval_us: Option<u32>,
+}
+
+impl Tunables {
+    /// Parses `key=value,key=value` (empty items are skipped).
+    pub fn parse(s: &str) -> Result<Tunables, String> {
+        let mut t = Tunables::default();
+        for kv in s.split(',').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("`{kv}` is not key=value"))?;
+            let v: u32 = v
+                .parse()
+                .map_err(|_| format!("`{kv}`: the value is not a number of microseconds"))?;
+            let field = match k {
+                "worker_spin_us" => &mut t.worker_spin_us,
+                "dispatcher_spin_us" => &mut t.dispatcher_spin_us,
+                "wait_spin_us" => &mut t.wait_spin_us,
+                "poll_interval_us" => &mut t.poll_interval_us,
+                _ => return Err(format!("unknown option `{k}`")),
+            };
+            *field = Some(v);
+        }
+        Ok(t)
+    }
+
+    fn apply(&self, o: &mut DistWorkerOptions) {
+        let set = |field: &mut u32, v: Option<u32>| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(&mut o.worker_spin_us, self.worker_spin_us);
+        set(&mut o.dispatcher_spin_us, self.dispatcher_spin_us);
+        set(&mut o.wait_spin_us, self.wait_spin_us);
+        set(&mut o.poll_interval_us, self.poll_interval_us);
+    }
+}
+
+/// The children's callable: does nothing.
+unsafe extern "C" fn noop(
+    _: *mut c_void,
+    _: u64,
+    _: *const DistTaskView,
+    _: *const DistCallConfig,
+) -> i32 {
+    0
+}
+
+fn check(s: DistStatus, what: &str) {
+    if s != DIST_OK {
+        // SAFETY: dist_last_error_message returns a NUL-terminated string that
+        // stays valid until this thread's next failing call; it is copied at once.
+        let m = unsafe { std::ffi::CStr::from_ptr(dist_last_error_message()) };
+        panic!("{what}: status {s}: {}", m.to_string_lossy());
+    }
+}
+
+/// A started DistWorker with `children` forked SUB children; shut down on drop.
+pub struct Pool {
+    w: *mut DistWorker,
+    pids: Vec<i32>,
+}
+
+impl Pool {
+    pub fn new(children: usize, tunables: &Tunables) -> Pool {
+        // SAFETY: DistWorkerOptions holds only integers, so all-zero bytes are
+        // a valid value; options_init then writes through a valid pointer.
+        let mut o = unsafe {
+            let mut o = std::mem::zeroed::<DistWorkerOptions>();
+            dist_worker_options_init(&mut o);
+            o
+        };
+        tunables.apply(&mut o);
+        let mut w = ptr::null_mut();
+        // SAFETY: `o` is initialised and `w` is a writable out-pointer.
+        check(unsafe { dist_worker_create(&o, &mut w) }, "create");
+        let mut pids = Vec::with_capacity(children);
+        for _ in 0..children {
+            let mut pid = 0;
+            // SAFETY: `w` is a live worker from dist_worker_create, not started
+            // yet; `noop` ignores its user pointer; `pid` is writable.
+            let s = unsafe {
+                dist_worker_spawn(w, DIST_WORKER_SUB, Some(noop), ptr::null_mut(), &mut pid)
+            };
+            check(s, "spawn");
+            pids.push(pid);
+        }
+        // SAFETY: `w` is a live worker from dist_worker_create.
+        check(unsafe { dist_worker_start(w) }, "start");
+        Pool { w, pids }
+    }
+
+    fn task(&self) -> DistTask {
+        DistTask {
+            worker_type: DIST_WORKER_SUB,
+            callable: 1,
+            config: DistCallConfig {
+                block_dim: 24,
+                aicpu_thread_num: 3,
+                enable_profiling: false,
+                enable_dump_tensor: false,
+            },
+            args: ptr::null(),
+            group_size: 1,
+        }
+    }
+
+    /// One dispatch + wait: ns to the end of the dispatch, and to the end of the wait.
+    pub fn round_trip_split(&self) -> (u64, u64) {
+        let task = self.task();
+        let mut id = 0;
+        let t = Instant::now();
+        // SAFETY: live worker; `task` is readable with no args (group_size 1,
+        // args NULL); `id` is writable.
+        check(
+            unsafe { dist_worker_dispatch(self.w, &task, &mut id) },
+            "dispatch",
+        );
+        let d = t.elapsed().as_nanos() as u64;
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_wait(self.w, id) }, "wait");
+        (d, t.elapsed().as_nanos() as u64)
+    }
+
+    /// One dispatch + wait, in ns.
+    pub fn round_trip(&self) -> u64 {
+        let task = self.task();
+        let mut id = 0;
+        let t = Instant::now();
+        // SAFETY: live worker; `task` is readable with no args (group_size 1,
+        // args NULL); `id` is writable.
+        check(
+            unsafe { dist_worker_dispatch(self.w, &task, &mut id) },
+            "dispatch",
+        );
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_wait(self.w, id) }, "wait");
+        t.elapsed().as_nanos() as u64
+    }
+
+    pub fn drain(&self) {
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_drain(self.w) }, "drain");
+    }
+
+    /// Dispatches `tasks` no-op tasks, then drains; tasks per second.
+    pub fn throughput(&self, tasks: usize) -> f64 {
+        let task = self.task();
+        let t = Instant::now();
+        for _ in 0..tasks {
+            // SAFETY: live worker; `task` is readable with no args; the id
+            // out-pointer may be NULL.
+            check(
+                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
+                "dispatch",
+            );
+        }
+        self.drain();
+        tasks as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: the worker came from dist_worker_create and is shut down
+        // once, here; nothing uses `self.w` after.
+        check(unsafe { dist_worker_shutdown(self.w) }, "shutdown");
+    }
+}
+
+/// Round trips to a hot child (after 1000 to warm up).
+pub fn hot_rtt(n: usize, tunables: &Tunables) -> Lat {
+    let p = Pool::new(1, tunables);
+    for _ in 0..1000 {
+        p.round_trip();
+    }
+    p.drain();
+    let mut s = Vec::with_capacity(n);
+    for i in 0..n {
+        s.push(p.round_trip());
+        if i % 4096 == 4095 {
+            p.drain();
+        }
+    }
+    Lat::of(s)
+}
+
+/// Round trips to a child that went to sleep (`SLEEP_GAP` idle before each).
+pub fn sleeping_rtt(n: usize, tunables: &Tunables) -> Lat {
+    let p = Pool::new(1, tunables);
+    p.round_trip();
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Long enough for the child (and the dispatcher) to go to sleep.
+        std::thread::sleep(SLEEP_GAP);
+        s.push(p.round_trip());
+    }
+    p.drain();
+    Lat::of(s)
+}
+
+/// CPU time in ns of every thread of `pid` (0 = this process), from
+/// /proc/PID/task/*/schedstat (nanosecond resolution).
+fn cpu_ns(pid: i32) -> u64 {
+    let dir = if pid == 0 {
+        "/proc/self/task".to_string()
+    } else {
+        format!("/proc/{pid}/task")
+    };
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU used by the parent (all threads) and 16 children over 2 s of idleness
+/// after a burst, as a percent of one core.
+pub fn idle_cost(tunables: &Tunables) -> f64 {
+    let p = Pool::new(16, tunables);
+    p.throughput(20_000);
+    std::thread::sleep(Duration::from_millis(200));
+    let all = |p: &Pool| cpu_ns(0) + p.pids.iter().map(|&c| cpu_ns(c)).sum::<u64>();
+    let before = all(&p);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let ns = all(&p) - before;
+    ns as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0
+}
