@@ -161,7 +161,7 @@ typedef int32_t DistStatus;
 typedef int32_t DistWorkerType;
 
 /**
- * A tensor argument: 40 bytes, the wire layout of mailbox.md.
+ * A tensor argument: 40 bytes, the wire layout of the mailbox's args blob.
  */
 typedef struct DistTensor {
   /**

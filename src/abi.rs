@@ -136,7 +136,7 @@ pub const DIST_WORKER_VERSION_MINOR: u32 = 1;
 /// Patch version of this library.
 pub const DIST_WORKER_VERSION_PATCH: u32 = 0;
 
-/// A tensor argument: 40 bytes, the wire layout of mailbox.md.
+/// A tensor argument: 40 bytes, the wire layout of the mailbox's args blob.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DistTensor {

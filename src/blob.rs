@@ -1,5 +1,6 @@
 //! The args blob: validation and encoding of a task's arguments at submit
-//! time, and decoding on the serving side (`spec/mailbox.md`).
+//! time, and decoding on the serving side (the layout of docs/design.md,
+//! "The mailbox").
 //!
 //! ```text
 //! 0        int32 T, int32 S

@@ -1,5 +1,6 @@
 //! The serving side of a mailbox: the loop a child process (or a pool
-//! thread) runs, and the fork that starts a library-owned child.
+//! thread) runs (`serve`), and one task's run and completion (`run_task`).
+//! Forking a library-owned child is `runtime::setup`'s.
 //!
 //! Called from: `dist_child_serve` in a caller's child, the child branch of
 //! `dist_worker_spawn`, and every THREAD-mode pool thread (a THREAD worker

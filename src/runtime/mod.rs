@@ -16,6 +16,7 @@
 mod setup;
 mod shutdown;
 mod start;
+mod wait;
 
 pub use setup::Init;
 
@@ -26,13 +27,13 @@ use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
 use crate::mailbox::{Mailbox, OwnedMailbox};
 use crate::progress::{Progress, WaitPolicy};
 use crate::reaper::Spawned;
-use crate::status::{fail, Error, Result, Status};
+use crate::status::{fail, Result, Status};
 use crate::sys::{self, lifeline, SharedMap};
 use crate::worker::{Mode, WorkerType};
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -94,13 +95,29 @@ struct Registration {
 }
 
 /// The data of each stage of the life cycle.
-enum Life {
+enum Stage {
     Setup(Vec<Registration>),
     Running(Vec<JoinHandle<()>>),
     Closed,
 }
 
-/// The stage, readable without a lock (the hot path checks it).
+/// The life cycle, under one lock: the stage and what belongs to it.
+struct Life {
+    stage: Stage,
+    /// Mailboxes the library owns (spawned children and pool threads).
+    owned: Vec<OwnedMailbox>,
+    /// The reaper thread and the eventfd that stops it.
+    reaper: Option<(JoinHandle<()>, Arc<OwnedFd>)>,
+    /// When a shutdown under way gives up waiting (deadline plus grace).
+    close_by: Option<Instant>,
+    /// A pool thread stuck in a callable was left running at shutdown.
+    left_threads: bool,
+    /// Names pool threads.
+    next_thread: u64,
+}
+
+/// The stage, mirrored for the hot path, which reads it without the lock:
+/// `phase` changes only under the life lock, with the stage.
 mod phase {
     pub const SETUP: u8 = 0;
     pub const RUNNING: u8 = 1;
@@ -124,27 +141,19 @@ pub struct Runtime {
     life: Mutex<Life>,
     phase: AtomicU8,
     options: Options,
-    /// Children this runtime forked and has not reaped.
+    /// Children this runtime forked and has not reaped (shared with the
+    /// reaper thread, which removes those it reaps).
     children: Arc<Mutex<Vec<Spawned>>>,
-    /// The reaper thread and the eventfd that stops it.
-    reaper: Mutex<Option<(JoinHandle<()>, Arc<OwnedFd>)>>,
-    /// Mailboxes the library owns (spawned children and pool threads).
-    owned: Mutex<Vec<OwnedMailbox>>,
     /// Not unmapped if a pool thread that may still use it was left running.
     heap: std::mem::ManuallyDrop<SharedMap>,
     /// Holds the doorbell words; shared with children forked later.
     control: std::mem::ManuallyDrop<SharedMap>,
-    /// A pool thread stuck in a callable was left running at shutdown.
-    left_threads: AtomicBool,
-    next_thread: AtomicU64,
     /// The process's fork count at creation (see `sys::lifeline`).
     fork_generation: u64,
     /// The process that created it.
     creator: i32,
     /// Unique in the process (see `POOL_THREAD`).
     id: u64,
-    /// When a shutdown gives up on everything (its deadline plus grace).
-    close_by: Mutex<Option<Instant>>,
     /// Threads inside `wait`: a drain releases no id before they have seen
     /// their outcomes.
     waiting: AtomicUsize,
@@ -156,43 +165,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock is caught at the boundary; the state it
     // protects stays consistent between engine steps, so keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Counts a thread inside `wait` while it lives; the last one to leave
-/// wakes the drains that held back for it.
-struct Waiting<'a>(&'a Runtime);
-
-impl<'a> Waiting<'a> {
-    fn enter(rt: &'a Runtime) -> Waiting<'a> {
-        rt.waiting.fetch_add(1, Ordering::SeqCst);
-        Waiting(rt)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if self.0.waiting.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.0.draining.load(Ordering::SeqCst) > 0
-        {
-            self.0.shared.wake_waiters();
-        }
-    }
-}
-
-/// Counts a thread inside `drain` while it lives.
-struct Draining<'a>(&'a AtomicUsize);
-
-impl<'a> Draining<'a> {
-    fn enter(n: &'a AtomicUsize) -> Draining<'a> {
-        n.fetch_add(1, Ordering::SeqCst);
-        Draining(n)
-    }
-}
-
-impl Drop for Draining<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl Runtime {
@@ -215,20 +187,22 @@ impl Runtime {
         let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
         Ok(Runtime {
             shared: Arc::new(Progress::new(engine, bell, options.wait)),
-            life: Mutex::new(Life::Setup(Vec::new())),
+            life: Mutex::new(Life {
+                stage: Stage::Setup(Vec::new()),
+                owned: Vec::new(),
+                reaper: None,
+                close_by: None,
+                left_threads: false,
+                next_thread: 0,
+            }),
             phase: AtomicU8::new(phase::SETUP),
             options,
             children: Arc::new(Mutex::new(Vec::new())),
-            reaper: Mutex::new(None),
-            owned: Mutex::new(Vec::new()),
             heap: std::mem::ManuallyDrop::new(heap),
             control: std::mem::ManuallyDrop::new(control),
-            left_threads: AtomicBool::new(false),
-            next_thread: AtomicU64::new(0),
             fork_generation: lifeline::fork_generation(),
             creator: sys::getpid(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            close_by: Mutex::new(None),
             waiting: AtomicUsize::new(0),
             draining: AtomicUsize::new(0),
         })
@@ -294,13 +268,13 @@ impl Runtime {
     /// Whether a shutdown left pool threads running in callables: they may
     /// still call into this runtime, so its memory must never be freed.
     pub fn left_threads(&self) -> bool {
-        self.left_threads.load(Ordering::Acquire)
+        lock(&self.life).left_threads
     }
 
     /// When the shutdown under way gives up waiting for anything (its
     /// deadline plus the grace); None before shutdown or without a deadline.
     pub fn close_by(&self) -> Option<Instant> {
-        *lock(&self.close_by)
+        lock(&self.life).close_by
     }
 
     /// Submits a task (starting the pool on first use). Returns its id.
@@ -380,80 +354,6 @@ impl Runtime {
         self.shared.lock().stats()
     }
 
-    /// Waits for one task; returns its outcome. From inside a callable of
-    /// this runtime's pool threads, a wait that can never end (on the
-    /// callable's own task, on a task that needs it, or with every busy
-    /// worker waiting like this) returns BAD_STATE instead of hanging.
-    pub fn wait(&self, id: DistTaskId) -> Result<()> {
-        if self.phase()? == phase::FAILED {
-            self.accepting()?;
-        }
-        let _inside = Waiting::enter(self);
-        let nested = self.pool_worker();
-        let r = self.shared.wait_for(|e| match e.outcome(id) {
-            Err(err) => Some(Err(self.unknown_after_close(err))),
-            Ok(Some(r)) => Some(r),
-            // Recorded and checked in one critical section: of two callables
-            // that close a cycle, only the second one sees the deadlock.
-            Ok(None) => nested.and_then(|w| {
-                e.set_nested_wait(w, Some(id));
-                let stuck = e.nested_deadlock(w, id);
-                if stuck.is_some() {
-                    e.set_nested_wait(w, None);
-                }
-                stuck.map(Err)
-            }),
-        });
-        if let Some(w) = nested {
-            self.shared.lock().set_nested_wait(w, None);
-        }
-        r
-    }
-
-    /// An unknown id while shutting down was released by the shutdown.
-    fn unknown_after_close(&self, err: Error) -> Error {
-        if self.phase.load(Ordering::Acquire) == phase::CLOSING {
-            Error::new(
-                Status::ShutDown,
-                "the worker shut down; finished tasks were released",
-            )
-        } else {
-            err
-        }
-    }
-
-    /// Waits for every submitted task; returns the first failure since the
-    /// last drain and releases every finished task's id. Refused
-    /// (BAD_STATE) from inside a callable of this runtime, whose own task
-    /// could never finish meanwhile.
-    pub fn drain(&self) -> Result<()> {
-        if self.phase()? == phase::FAILED {
-            self.accepting()?;
-        }
-        if let Some(w) = self.pool_worker() {
-            return fail(
-                Status::BadState,
-                format!(
-                    "drain called from a callable running on pool thread of worker {w}: it \
-                     would wait for that callable's own task (deadlock); wait on the \
-                     tasks it dispatched instead"
-                ),
-            );
-        }
-        let _inside = Draining::enter(&self.draining);
-        let r = self
-            .shared
-            .wait_for(|e| self.drainable(e).then(|| e.drain()));
-        self.shared.notify();
-        r
-    }
-
-    /// Whether a drain may release the finished ids now: nothing is
-    /// unfinished and no thread still has to see the outcome it waits for.
-    fn drainable(&self, e: &Engine) -> bool {
-        e.unfinished() == 0 && self.waiting.load(Ordering::SeqCst) == 0
-    }
-
     /// Finishes dispatched work, stops every worker, joins threads and reaps
     /// children. Returns the first failure not reported by a drain.
     pub fn shutdown(self) -> Result<()> {
@@ -466,25 +366,22 @@ impl Drop for Runtime {
         if self.is_forked_copy() {
             // The threads, children and mailboxes belong to the original
             // process: forget the handles, free only this copy's memory.
-            let life = std::mem::replace(
-                self.life.get_mut().unwrap_or_else(|p| p.into_inner()),
-                Life::Closed,
-            );
-            if let Life::Running(threads) = life {
+            let life = self.life.get_mut().unwrap_or_else(|p| p.into_inner());
+            if let Stage::Running(threads) = std::mem::replace(&mut life.stage, Stage::Closed) {
                 std::mem::forget(threads);
             }
-            if let Some((thread, _stop)) = self
-                .reaper
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
+            if let Some((thread, _stop)) = life.reaper.take() {
                 std::mem::forget(thread);
             }
         } else {
             let _ = self.close();
         }
-        if !self.left_threads.load(Ordering::Acquire) {
+        if !self
+            .life
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .left_threads
+        {
             // SAFETY: dropped once, here; no thread of ours uses them any more.
             unsafe {
                 std::mem::ManuallyDrop::drop(&mut self.heap);

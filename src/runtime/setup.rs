@@ -3,7 +3,7 @@
 //! Every registration checks the life cycle first (a forked copy, a
 //! shut-down or failed worker, a started pool), then its arguments.
 
-use super::{lock, phase, Life, Registration, Runtime};
+use super::{lock, phase, Life, Registration, Runtime, Stage};
 use crate::child::{self, Handler, ServeOptions};
 use crate::mailbox::{state, Mailbox, OwnedMailbox, SIZE};
 use crate::reaper::Spawned;
@@ -29,8 +29,8 @@ impl Runtime {
             }
         }
         let life = lock(&self.life);
-        match &*life {
-            Life::Setup(_) => Ok(life),
+        match &life.stage {
+            Stage::Setup(_) => Ok(life),
             _ => fail(Status::BadState, AFTER_START),
         }
     }
@@ -38,7 +38,8 @@ impl Runtime {
     /// Registers a PROCESS worker served by a caller-started child through `mailbox`.
     pub fn add_process(&self, ty: WorkerType, mailbox: Mailbox) -> Result<()> {
         let mut life = self.setup()?;
-        let Life::Setup(regs) = &mut *life else {
+        let life = &mut *life;
+        let Stage::Setup(regs) = &mut life.stage else {
             unreachable!("checked by setup")
         };
         let base = mailbox.as_ptr() as usize;
@@ -85,7 +86,8 @@ impl Runtime {
     /// `add_process`, so its death is noticed (the caller still reaps it).
     pub fn set_process_pid(&self, mailbox: Mailbox, pid: i32) -> Result<()> {
         let mut life = self.setup()?;
-        let Life::Setup(regs) = &mut *life else {
+        let life = &mut *life;
+        let Stage::Setup(regs) = &mut life.stage else {
             unreachable!("checked by setup")
         };
         if pid <= 0 {
@@ -112,7 +114,8 @@ impl Runtime {
     /// Registers a THREAD worker: `handler` runs on a pool thread.
     pub fn add_thread(&self, ty: WorkerType, handler: Handler) -> Result<()> {
         let mut life = self.setup()?;
-        let Life::Setup(regs) = &mut *life else {
+        let life = &mut *life;
+        let Stage::Setup(regs) = &mut life.stage else {
             unreachable!("checked by setup")
         };
         let owned = OwnedMailbox::new()?;
@@ -122,7 +125,7 @@ impl Runtime {
             mailbox: owned.handle(),
             handler: Some(handler),
         });
-        lock(&self.owned).push(owned);
+        life.owned.push(owned);
         Ok(())
     }
 
@@ -141,7 +144,8 @@ impl Runtime {
         handler: Handler,
     ) -> Result<i32> {
         let mut life = self.setup()?;
-        let Life::Setup(regs) = &mut *life else {
+        let life = &mut *life;
+        let Stage::Setup(regs) = &mut life.stage else {
             unreachable!("checked by setup")
         };
         let owned = OwnedMailbox::new()?;
@@ -172,7 +176,7 @@ impl Runtime {
                 Err(_) => 1,
             }
         })?;
-        lock(&self.owned).push(owned);
+        life.owned.push(owned);
         lock(&self.children).push(Spawned { pid, lifeline });
         regs.push(Registration {
             ty,

@@ -11,7 +11,7 @@
 //!    and threads still in a callable are left running (their memory is
 //!    never unmapped; the thread exits as soon as its callable returns).
 
-use super::{lock, phase, Life, Runtime, SHUTDOWN_GRACE};
+use super::{lock, phase, Runtime, Stage, SHUTDOWN_GRACE};
 use crate::status::{Error, Result, Status};
 use crate::sys;
 use crate::worker::Mode;
@@ -29,18 +29,24 @@ impl Runtime {
         let deadline = self.options.shutdown_timeout.map(|t| Instant::now() + t);
         let exit_by = deadline.map(|d| d + SHUTDOWN_GRACE);
         self.phase.store(phase::CLOSING, Ordering::Release);
-        *lock(&self.close_by) = exit_by;
-        let life = std::mem::replace(&mut *lock(&self.life), Life::Closed);
+        let (stage, reaper) = {
+            let mut life = lock(&self.life);
+            life.close_by = exit_by;
+            (
+                std::mem::replace(&mut life.stage, Stage::Closed),
+                life.reaper.take(),
+            )
+        };
         let passed = |by: Option<Instant>| by.is_some_and(|d| Instant::now() >= d);
         let mut outcome = Ok(());
-        match life {
-            Life::Closed => return Ok(()),
-            Life::Setup(regs) => {
+        match stage {
+            Stage::Closed => return Ok(()),
+            Stage::Setup(regs) => {
                 for r in regs {
                     r.mailbox.shut_down();
                 }
             }
-            Life::Running(mut threads) => {
+            Stage::Running(mut threads) => {
                 // Closed in the same critical section that sees the work
                 // done: no submit can slip in after it.
                 let finished = self
@@ -63,7 +69,7 @@ impl Runtime {
                     None => first,
                 };
                 // Stop watching before children exit on SHUTDOWN.
-                if let Some((handle, stop)) = lock(&self.reaper).take() {
+                if let Some((handle, stop)) = reaper {
                     sys::eventfd_signal(&stop);
                     let _ = handle.join();
                 }
@@ -88,8 +94,9 @@ impl Runtime {
                 if stuck > 0 {
                     // A stuck thread may still touch its mailbox, the doorbell
                     // or the heap: never unmap them.
-                    std::mem::forget(std::mem::take(&mut *lock(&self.owned)));
-                    self.left_threads.store(true, Ordering::Release);
+                    let mut life = lock(&self.life);
+                    std::mem::forget(std::mem::take(&mut life.owned));
+                    life.left_threads = true;
                     let e = Error::new(
                         Status::Timeout,
                         format!(

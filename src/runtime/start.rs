@@ -1,7 +1,9 @@
 //! Starting the pool: the readiness handshake with spawned children, then
 //! the library's threads (pool threads, the dispatcher, the reaper).
 
-use super::{lock, phase, Life, Registration, Runtime, DEFAULT_SHUTDOWN_TIMEOUT, POOL_THREAD};
+use super::{
+    lock, phase, Life, Registration, Runtime, Stage, DEFAULT_SHUTDOWN_TIMEOUT, POOL_THREAD,
+};
 use crate::child::{self, Handler, ServeOptions};
 use crate::mailbox::state;
 use crate::reaper::{self, Watched};
@@ -20,16 +22,16 @@ impl Runtime {
             return Ok(());
         }
         let mut life = lock(&self.life);
-        let regs = match &mut *life {
-            Life::Setup(regs) => std::mem::take(regs),
-            Life::Running(_) => return Ok(()),
-            Life::Closed => return self.accepting().map(|_| ()),
+        let regs = match &mut life.stage {
+            Stage::Setup(regs) => std::mem::take(regs),
+            Stage::Running(_) => return Ok(()),
+            Stage::Closed => return self.accepting().map(|_| ()),
         };
         if let Err(e) = self.await_children(&regs) {
             for r in &regs {
                 r.mailbox.shut_down();
             }
-            *life = Life::Closed;
+            life.stage = Stage::Closed;
             let _ = self.phase.compare_exchange(
                 phase::SETUP,
                 phase::FAILED,
@@ -61,8 +63,8 @@ impl Runtime {
             .collect();
         self.shared.install(workers.clone());
         let mut threads = Vec::new();
-        let result = self.start_threads(&workers, handlers, &mut threads);
-        *life = Life::Running(threads);
+        let result = self.start_threads(&mut life, &workers, handlers, &mut threads);
+        life.stage = Stage::Running(threads);
         // A shutdown that began meanwhile (CLOSING) waits for this lock and
         // stops the threads; a pool that could not start all of its
         // threads takes no work (FAILED) and is stopped by shutdown.
@@ -124,6 +126,7 @@ impl Runtime {
 
     fn start_threads(
         &self,
+        life: &mut Life,
         workers: &Arc<[Worker]>,
         handlers: Vec<(usize, Handler)>,
         threads: &mut Vec<JoinHandle<()>>,
@@ -142,7 +145,8 @@ impl Runtime {
                 spin: self.options.worker_spin,
                 ..ServeOptions::default()
             };
-            let n = self.next_thread.fetch_add(1, Ordering::Relaxed);
+            let n = life.next_thread;
+            life.next_thread += 1;
             threads.push(spawn(
                 format!("dist-worker-{n}"),
                 Box::new(move || {
@@ -182,7 +186,7 @@ impl Runtime {
                 "dist-reaper".into(),
                 Box::new(move || reaper::run(&shared, &children, watched, &stop_thread)),
             )?;
-            *lock(&self.reaper) = Some((handle, stop));
+            life.reaper = Some((handle, stop));
         }
         Ok(())
     }

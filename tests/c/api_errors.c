@@ -58,7 +58,7 @@ static void *map_mailbox(void) {
 }
 
 static void check_layout(void) {
-    SECTION("ABI layout matches mailbox.md");
+    SECTION("ABI layout matches the mailbox wire layout");
     CHECK(sizeof(DistTensor) == 40, "sizeof(DistTensor) = %zu", sizeof(DistTensor));
     CHECK(offsetof(DistTensor, shapes) == 8, "offsetof shapes");
     CHECK(offsetof(DistTensor, ndims) == 28, "offsetof ndims");

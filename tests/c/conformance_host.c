@@ -1,4 +1,4 @@
-/* conformance_host: the library's parent side speaks mailbox.md byte for byte
+/* conformance_host: the library's parent side speaks the mailbox wire format byte for byte
  * to a child written in another language from the spec alone.
  *
  *     conformance_host PYTHON3 CHILD_SCRIPT

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A mailbox child written only from spec/mailbox.md, sharing no code with
+"""A mailbox child written only from the wire format (docs/design.md), sharing no code with
 the library: it proves the library's parent speaks the wire protocol.
 
     mailbox_child.py --mailbox PATH --log LOG [--fail CALLABLE:CODE ...]
