@@ -3,21 +3,14 @@
 //! work of its type moves to the remaining workers, NO_WORKER once none is
 //! left, and shutdown still completes.
 
-use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_INPUT, DIST_ARG_OUTPUT};
+use dist_worker::abi::{DistTensor, DIST_ARG_INPUT, DIST_ARG_OUTPUT};
 use dist_worker::Args;
-use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::time::{Duration, Instant};
 
-fn spec<'a>(members: &'a [Args<'a>]) -> TaskSpec<'a> {
-    TaskSpec {
-        ty: WorkerType::Sub,
-        callable: 1,
-        config: DistCallConfig::default(),
-        members,
-    }
-}
+mod common;
+use common::spec;
 
 #[test]
 fn dead_children_fail_their_task_and_leave_the_pool() {
@@ -52,13 +45,13 @@ fn dead_children_fail_their_task_and_leave_the_pool() {
         tags: Some(&out),
         scalars: &die,
     }];
-    let victim = rt.submit(&spec(&a)).unwrap();
+    let victim = rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap();
     let b = [Args {
         tensors: &t,
         tags: Some(&input),
         scalars: &[],
     }];
-    let dependent = rt.submit(&spec(&b)).unwrap();
+    let dependent = rt.submit(&spec(WorkerType::Sub, 1, &b)).unwrap();
     let e = rt.wait(victim).unwrap_err();
     assert_eq!(e.status, Status::ChildDied, "{}", e.message);
     assert!(e.message.contains("killed by signal 9"), "{}", e.message);
@@ -69,7 +62,8 @@ fn dead_children_fail_their_task_and_leave_the_pool() {
     // The other two keep working.
     let none = [Args::default()];
     for _ in 0..100 {
-        rt.wait(rt.submit(&spec(&none)).unwrap()).unwrap();
+        rt.wait(rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap())
+            .unwrap();
     }
     assert_eq!(rt.drain().unwrap_err().status, Status::ChildDied);
     // Killed while idle: both remaining children; then there is no worker left.
@@ -79,7 +73,7 @@ fn dead_children_fail_their_task_and_leave_the_pool() {
     }
     let t0 = Instant::now();
     loop {
-        match rt.submit(&spec(&none)) {
+        match rt.submit(&spec(WorkerType::Sub, 1, &none)) {
             Err(e) if e.status == Status::NoWorker => break,
             Err(e) => panic!("{e}"),
             Ok(id) => {
@@ -137,14 +131,17 @@ fn a_caller_owned_child_named_by_pid_is_noticed_and_left_to_the_caller() {
         Status::InvalidArgument
     );
     let none = [Args::default()];
-    rt.wait(rt.submit(&spec(&none)).unwrap()).unwrap();
+    rt.wait(rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap())
+        .unwrap();
     let die = [9u64];
     let a = [Args {
         tensors: &[],
         tags: None,
         scalars: &die,
     }];
-    let e = rt.wait(rt.submit(&spec(&a)).unwrap()).unwrap_err();
+    let e = rt
+        .wait(rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap())
+        .unwrap_err();
     assert_eq!(e.status, Status::ChildDied, "{}", e.message);
     assert!(
         e.message.contains(&format!("process pid {pid}")),
@@ -152,7 +149,9 @@ fn a_caller_owned_child_named_by_pid_is_noticed_and_left_to_the_caller() {
         e.message
     );
     assert_eq!(
-        rt.submit(&spec(&none)).unwrap_err().status,
+        rt.submit(&spec(WorkerType::Sub, 1, &none))
+            .unwrap_err()
+            .status,
         Status::NoWorker
     );
     let _ = rt.drain();

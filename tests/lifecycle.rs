@@ -2,28 +2,13 @@
 //! start, every thread joined and every child reaped after shutdown. One
 //! test per binary, so thread counts are not disturbed by other tests.
 
-use dist_worker::abi::DistCallConfig;
 use dist_worker::Args;
 use dist_worker::Handler;
-use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime};
 
-const CFG: DistCallConfig = DistCallConfig {
-    block_dim: 24,
-    aicpu_thread_num: 3,
-    enable_profiling: false,
-    enable_dump_tensor: false,
-};
-
-fn spec<'a>(ty: WorkerType, callable: u64, members: &'a [Args<'a>]) -> TaskSpec<'a> {
-    TaskSpec {
-        ty,
-        callable,
-        config: CFG,
-        members,
-    }
-}
+mod common;
+use common::spec;
 
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()

@@ -4,12 +4,13 @@
 //! the host process). tests/c/faults.c (section lifeline) adds busy
 //! children and a main thread that leaves with pthread_exit.
 
-use dist_worker::abi::DistCallConfig;
 use dist_worker::Args;
-use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::spec;
 
 fn host(pipe_w: i32) -> ! {
     let rt = Runtime::new(Options::default()).unwrap();
@@ -19,12 +20,7 @@ fn host(pipe_w: i32) -> ! {
         s.spawn(|| pids.push(rt.spawn(WorkerType::Sub, Box::new(|_, _, _| 0)).unwrap()));
     });
     let none = [Args::default()];
-    let spec = TaskSpec {
-        ty: WorkerType::Sub,
-        callable: 1,
-        config: DistCallConfig::default(),
-        members: &none[..],
-    };
+    let spec = spec(WorkerType::Sub, 1, &none[..]);
     rt.wait(rt.submit(&spec).unwrap()).unwrap();
     // Let the children fall asleep on their futexes, then die without shutdown.
     std::thread::sleep(Duration::from_millis(50));

@@ -6,27 +6,13 @@ use dist_worker::abi::{DistCallConfig, DistTensor, DIST_ARG_OUTPUT, DIST_FLOAT32
 use dist_worker::wire::OwnedMailbox;
 use dist_worker::Args;
 use dist_worker::Handler;
-use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-const CFG: DistCallConfig = DistCallConfig {
-    block_dim: 24,
-    aicpu_thread_num: 3,
-    enable_profiling: false,
-    enable_dump_tensor: false,
-};
-
-fn spec<'a>(ty: WorkerType, callable: u64, members: &'a [Args<'a>]) -> TaskSpec<'a> {
-    TaskSpec {
-        ty,
-        callable,
-        config: CFG,
-        members,
-    }
-}
+mod common;
+use common::spec;
 
 type Log = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
 

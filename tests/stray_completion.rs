@@ -4,13 +4,14 @@
 //! A reference child cannot echo: for it the parent cannot tell (the
 //! documented limit), which the second test shows.
 
-use dist_worker::abi::DistCallConfig;
 use dist_worker::wire::{state, OwnedMailbox, FEATURE_ECHO};
 use dist_worker::Args;
-use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime, Status};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::spec;
 
 fn until(mb: &dist_worker::wire::Mailbox, s: u32) {
     let t = Instant::now();
@@ -40,12 +41,7 @@ fn doubled_completion(echo: bool) -> (dist_worker::Result<()>, dist_worker::Resu
         mb.set_state(state::TASK_DONE); // the first completion, again
     });
     let none = [Args::default()];
-    let spec = TaskSpec {
-        ty: WorkerType::Sub,
-        callable: 1,
-        config: DistCallConfig::default(),
-        members: &none[..],
-    };
+    let spec = spec(WorkerType::Sub, 1, &none[..]);
     let first = rt.submit(&spec).unwrap();
     let first = rt.wait(first);
     let second = rt.submit(&spec).unwrap();

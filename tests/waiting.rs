@@ -5,11 +5,13 @@
 use dist_worker::abi::DistCallConfig;
 use dist_worker::wire::{state, OwnedMailbox};
 use dist_worker::Args;
-use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{wire, ServeOptions};
 use dist_worker::{Options, Runtime};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::spec;
 
 /// A round that takes this long lost its wake-up (the sleeper naps 60 s).
 const LOST: Duration = Duration::from_secs(10);
@@ -54,15 +56,6 @@ fn a_million_publishes_racing_a_serving_side_going_to_sleep() {
     assert!(slowest < LOST);
 }
 
-fn task<'a>(members: &'a [Args<'a>]) -> TaskSpec<'a> {
-    TaskSpec {
-        ty: WorkerType::Sub,
-        callable: 1,
-        config: DistCallConfig::default(),
-        members,
-    }
-}
-
 #[test]
 fn workers_that_never_ring_still_complete_promptly() {
     // A caller-owned mailbox served without a doorbell, as by a reference child.
@@ -75,12 +68,12 @@ fn workers_that_never_ring_still_complete_promptly() {
     let none = [Args::default()];
     // Host thread waiting: it polls, then naps briefly (the worker never rings).
     for _ in 0..2000 {
-        let id = rt.submit(&task(&none)).unwrap();
+        let id = rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap();
         rt.wait(id).unwrap();
     }
     // Nobody waiting: the dispatcher alone must notice the completions.
     for _ in 0..100 {
-        rt.submit(&task(&none)).unwrap();
+        rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap();
     }
     let t = Instant::now();
     while rt.stats().unfinished > 0 {
@@ -117,7 +110,7 @@ fn completions_reach_a_sleeping_dispatcher_and_sleeping_waiters() {
             tags: None,
             scalars: &s,
         }];
-        let id = rt.submit(&task(&a)).unwrap();
+        let id = rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap();
         if round % 2 == 0 {
             rt.wait(id).unwrap();
         } else {
@@ -153,7 +146,7 @@ fn a_wait_racing_the_dispatcher_never_misses_the_completion() {
     }
     let none = [Args::default()];
     for i in 0..200_000u64 {
-        let id = rt.submit(&task(&none)).unwrap();
+        let id = rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap();
         for _ in 0..(i * 7919) % 3000 {
             std::hint::spin_loop();
         }

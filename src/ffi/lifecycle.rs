@@ -1,7 +1,7 @@
 //! Creating, starting and shutting down a DistWorker.
 
 use super::handle::DistWorker;
-use super::{lookup, null, put};
+use super::{lookup, put, Out};
 use crate::abi::{DistStatus, DistWorkerOptions};
 use crate::runtime::{Options, Runtime, SHUTDOWN_GRACE};
 use crate::status::{Error, Status};
@@ -35,21 +35,18 @@ pub unsafe extern "C" fn dist_worker_create(
     out_worker: *mut *mut DistWorker,
 ) -> DistStatus {
     boundary!(|| {
-        if out_worker.is_null() {
-            return Err(null("out_worker"));
-        }
+        // SAFETY: `out_worker` is NULL (refused) or writable, per the contract.
+        let out = unsafe { Out::new(out_worker, "out_worker") }?;
         // SAFETY: `options` is NULL or points to an initialised DistWorkerOptions.
         let opts = match unsafe { options.as_ref() } {
             None => Options::default(),
             Some(o) => Options::from(o),
         };
         let core = Runtime::new(opts)?;
-        let boxed = Box::into_raw(Box::new(DistWorker {
+        out.write(Box::into_raw(Box::new(DistWorker {
             core,
             calls: AtomicUsize::new(0),
-        }));
-        // SAFETY: checked non-NULL above.
-        unsafe { out_worker.write(boxed) };
+        })));
         Ok(())
     })
 }

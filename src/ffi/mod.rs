@@ -95,7 +95,8 @@ fn null(name: &str) -> Error {
 /// # Safety
 /// A non-NULL `p` must point to a valid `T` for the lifetime chosen.
 unsafe fn arg<'a, T>(p: *const T, name: &str) -> Result<&'a T> {
-    // SAFETY: per the caller's contract; NULL is checked here.
+    // SAFETY: `as_ref` maps NULL to None; a non-NULL `p` points to a valid
+    // `T` for 'a, which this function's caller guarantees.
     unsafe { p.as_ref() }.ok_or_else(|| null(name))
 }
 
@@ -105,7 +106,29 @@ unsafe fn arg<'a, T>(p: *const T, name: &str) -> Result<&'a T> {
 /// A non-NULL `p` must be valid for writing a `T`.
 unsafe fn put<T>(p: *mut T, v: T) {
     if !p.is_null() {
-        // SAFETY: per the caller's contract.
+        // SAFETY: non-NULL here, and valid for writing a `T`, which this
+        // function's caller guarantees.
         unsafe { p.write(v) };
+    }
+}
+
+/// A required out-parameter, checked non-NULL before the call does
+/// anything else, and written only on success.
+struct Out<T>(std::ptr::NonNull<T>);
+
+impl<T> Out<T> {
+    /// Refuses NULL with `DIST_ERR_NULL_ARGUMENT` naming `name`.
+    ///
+    /// # Safety
+    /// A non-NULL `p` must be valid for writing a `T` until `write`.
+    unsafe fn new(p: *mut T, name: &str) -> Result<Out<T>> {
+        std::ptr::NonNull::new(p).map(Out).ok_or_else(|| null(name))
+    }
+
+    /// Writes the result.
+    fn write(self, v: T) {
+        // SAFETY: non-NULL (checked in `new`) and writable, which the
+        // caller of `new` guaranteed.
+        unsafe { self.0.as_ptr().write(v) }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::convert::{self, CMembers};
 use super::handle::DistWorker;
-use super::{arg, lookup, null, put};
+use super::{arg, lookup, put, Out};
 use crate::abi::{
     DistDataType, DistStatus, DistTask, DistTaskId, DistTensor, DIST_TENSOR_MAX_DIMS,
 };
@@ -153,9 +153,8 @@ pub unsafe extern "C" fn dist_worker_alloc(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
-        if out_tensor.is_null() {
-            return Err(null("out_tensor"));
-        }
+        // SAFETY: `out_tensor` is NULL (refused) or writable, per the contract.
+        let out = unsafe { Out::new(out_tensor, "out_tensor") }?;
         if !(1..=DIST_TENSOR_MAX_DIMS).contains(&ndims) {
             return Err(Error::new(
                 Status::InvalidArgument,
@@ -166,9 +165,7 @@ pub unsafe extern "C" fn dist_worker_alloc(
         // and ndims was checked to be at most 5.
         let shape =
             unsafe { arg(shape, "shape").map(|s| std::slice::from_raw_parts(s, ndims as usize)) }?;
-        let t = w.alloc(shape, dtype)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out_tensor.write(t) };
+        out.write(w.alloc(shape, dtype)?);
         Ok(())
     })
 }
@@ -194,12 +191,9 @@ pub unsafe extern "C" fn dist_worker_task_tensor(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
-        if out_tensor.is_null() {
-            return Err(null("out_tensor"));
-        }
-        let t = w.task_tensor(task, member, index)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out_tensor.write(t) };
+        // SAFETY: `out_tensor` is NULL (refused) or writable, per the contract.
+        let out = unsafe { Out::new(out_tensor, "out_tensor") }?;
+        out.write(w.task_tensor(task, member, index)?);
         Ok(())
     })
 }

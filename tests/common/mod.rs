@@ -6,6 +6,8 @@
 //! Scalars of a harness task: [task number, sleep µs, error to return,
 //! optional: address to write `task number` to, optional: address to read
 //! and check against scalar 5].
+//!
+//! Also the small helpers several test files share (`spec`).
 
 #![allow(dead_code)]
 
@@ -17,6 +19,16 @@ use dist_worker::WorkerType;
 use dist_worker::{Args, TaskView};
 use dist_worker::{Options, Result, Runtime};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A task of `ty` running `callable` with the default config.
+pub fn spec<'a>(ty: WorkerType, callable: u64, members: &'a [Args<'a>]) -> TaskSpec<'a> {
+    TaskSpec {
+        ty,
+        callable,
+        config: DistCallConfig::default(),
+        members,
+    }
+}
 
 /// Events the log can hold.
 const LOG_CAP: usize = 1 << 21;
