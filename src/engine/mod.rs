@@ -160,6 +160,11 @@ impl Engine {
         self.started = true;
     }
 
+    /// Whether launches were decided and not yet taken.
+    pub fn has_launches(&self) -> bool {
+        !self.launches_out.is_empty()
+    }
+
     /// The launches decided since the last call, to carry out in order.
     /// Hand the vector back with `give_back_launches` (no allocation).
     pub fn take_launches(&mut self) -> Vec<Launch> {

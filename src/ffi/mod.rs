@@ -8,13 +8,12 @@
 //! - `lifecycle`, `register`, `work`, `serve`, `errors`: the functions of
 //!   `dist_worker.h`, by what they are for.
 
-/// The name of the enclosing function (for messages).
-macro_rules! function_name {
+/// The path of a function nested in the enclosing one (a static string;
+/// `function_name` turns it into the enclosing function's name, on failure only).
+macro_rules! function_path {
     () => {{
         fn here() {}
-        let path = std::any::type_name_of_val(&here);
-        let path = path.strip_suffix("::here").unwrap_or(path);
-        path.rsplit("::").next().unwrap_or(path)
+        std::any::type_name_of_val(&here)
     }};
 }
 
@@ -22,7 +21,7 @@ macro_rules! function_name {
 /// records a failure's message under the function's name, returns the status.
 macro_rules! boundary {
     ($body:expr) => {
-        $crate::ffi::guard(function_name!(), $body)
+        $crate::ffi::guard(function_path!(), $body)
     };
 }
 
@@ -66,11 +65,11 @@ fn last_error_ptr() -> *const std::os::raw::c_char {
 
 /// Runs `f` as the body of exported function `function`: catches panics,
 /// records the message of a failure, and returns the status.
-pub(crate) fn guard(function: &str, f: impl FnOnce() -> Result<()>) -> DistStatus {
+pub(crate) fn guard(path: &'static str, f: impl FnOnce() -> Result<()>) -> DistStatus {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => DIST_OK,
         Ok(Err(e)) => {
-            set_last_error(function, &e.message);
+            set_last_error(function_name(path), &e.message);
             e.status as DistStatus
         }
         Err(payload) => {
@@ -79,10 +78,16 @@ pub(crate) fn guard(function: &str, f: impl FnOnce() -> Result<()>) -> DistStatu
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(function, &format!("internal panic: {what}"));
+            set_last_error(function_name(path), &format!("internal panic: {what}"));
             DIST_ERR_PANIC
         }
     }
+}
+
+/// "dist_worker_wait" from "dist_worker::ffi::work::dist_worker_wait::here".
+fn function_name(path: &str) -> &str {
+    let path = path.strip_suffix("::here").unwrap_or(path);
+    path.rsplit("::").next().unwrap_or(path)
 }
 
 /// `DIST_ERR_NULL_ARGUMENT` naming the parameter.

@@ -15,6 +15,9 @@ impl Progress {
     /// (a child wrote TASK_READY, or garbage) breaks the protocol, leaves
     /// the pool, and the group goes back to its queue; nothing is lost.
     pub(super) fn launch(&self, engine: &mut Engine) {
+        if !engine.has_launches() {
+            return;
+        }
         let workers = self.workers();
         let mut deaf = false;
         loop {
