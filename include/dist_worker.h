@@ -173,7 +173,8 @@ typedef struct DistTensor {
    */
   uint32_t shapes[5];
   /**
-   * Number of dimensions, 1..5.
+   * Number of dimensions, 0..5: 0 is a 0-d tensor (one element); shapes
+   * beyond ndims are ignored.
    */
   uint32_t ndims;
   /**
@@ -718,7 +719,8 @@ DistStatus dist_worker_scope_begin(struct DistWorker *worker);
 DistStatus dist_worker_scope_end(struct DistWorker *worker);
 
 /**
- * Allocates a tensor of `shape[0..ndims]` elements of `dtype` from the
+ * Allocates a tensor of `shape[0..ndims]` elements of `dtype` (ndims 0..5;
+ * 0 is a 0-d tensor of one element, and `shape` may then be NULL) from the
  * shared heap ring (64-byte aligned; children spawned after create see it at
  * the same address), owned by the current scope. `*out_tensor` gets the
  * descriptor. When the ring is full, waits up to `alloc_timeout_ms` for

@@ -144,7 +144,8 @@ pub struct DistTensor {
     pub data: u64,
     /// Element count per dimension; entries past `ndims` are ignored.
     pub shapes: [u32; 5],
-    /// Number of dimensions, 1..5.
+    /// Number of dimensions, 0..5: 0 is a 0-d tensor (one element); shapes
+    /// beyond ndims are ignored.
     pub ndims: u32,
     /// Element type, a `DistDataType` value.
     pub dtype: u8,

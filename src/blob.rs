@@ -67,10 +67,13 @@ pub fn check_tag(tag: DistTensorArgType) -> Result<()> {
 
 /// Checks ndims and dtype of a tensor.
 pub fn check_tensor(t: &DistTensor) -> Result<()> {
-    if !(1..=abi::DIST_TENSOR_MAX_DIMS).contains(&t.ndims) {
+    if t.ndims > abi::DIST_TENSOR_MAX_DIMS {
         return fail(
             Status::InvalidArgument,
-            format!("tensor ndims {} is out of range 1..5", t.ndims),
+            format!(
+                "tensor ndims {} is out of range 0..5 (0 is a 0-d tensor)",
+                t.ndims
+            ),
         );
     }
     if t.dtype > abi::DIST_UINT64 {
@@ -272,7 +275,7 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(check_tensor(&tensor(1, 0, 0)).is_err());
+        assert!(check_tensor(&tensor(1, 0, 0)).is_ok()); // a 0-d tensor
         assert!(check_tensor(&tensor(1, 6, 0)).is_err());
         assert!(check_tensor(&tensor(1, 1, 9)).is_err());
         assert!(check_tensor(&tensor(1, 5, 8)).is_ok());

@@ -360,3 +360,36 @@ fn ten_thousand_cycles_leave_nothing_behind() {
     assert!((0..30_000).all(|n| t.ran(n) == 1));
     h.rt.shutdown().unwrap();
 }
+
+#[test]
+fn zero_dimensional_tensors_are_one_element() {
+    let rt = dist_worker::Runtime::new(dist_worker::Options::default()).unwrap();
+    // A 0-d allocation holds one element of its dtype.
+    let t = rt.alloc(&[], dist_worker::abi::DIST_INT64).unwrap();
+    assert_eq!(t.ndims, 0);
+    assert_ne!(t.data, 0);
+    let live = rt.stats().heap_live_bytes;
+    assert!(
+        (8..=64).contains(&live),
+        "one 8-byte element, 64-byte aligned: {live}"
+    );
+    // Dispatch takes a 0-d tensor too; its shapes are ignored.
+    rt.add_thread(
+        dist_worker::WorkerType::Sub,
+        Box::new(|_, v, _| (v.tensors.len() == 1 && v.tensors[0].ndims == 0) as i32 - 1),
+    )
+    .unwrap();
+    let mut scalar = t;
+    scalar.shapes = [7, 0, 0, 0, 0];
+    let tensors = [scalar];
+    let members = [dist_worker::Args {
+        tensors: &tensors,
+        tags: None,
+        scalars: &[],
+    }];
+    let id = rt
+        .submit(&common::spec(dist_worker::WorkerType::Sub, 1, &members))
+        .unwrap();
+    rt.wait(id).unwrap();
+    rt.drain().unwrap();
+}

@@ -128,7 +128,8 @@ pub unsafe extern "C" fn dist_worker_scope_end(worker: *mut DistWorker) -> DistS
     })
 }
 
-/// Allocates a tensor of `shape[0..ndims]` elements of `dtype` from the
+/// Allocates a tensor of `shape[0..ndims]` elements of `dtype` (ndims 0..5;
+/// 0 is a 0-d tensor of one element, and `shape` may then be NULL) from the
 /// shared heap ring (64-byte aligned; children spawned after create see it at
 /// the same address), owned by the current scope. `*out_tensor` gets the
 /// descriptor. When the ring is full, waits up to `alloc_timeout_ms` for
@@ -155,16 +156,19 @@ pub unsafe extern "C" fn dist_worker_alloc(
         let w = unsafe { lookup(worker) }?;
         // SAFETY: `out_tensor` is NULL (refused) or writable, per the contract.
         let out = unsafe { Out::new(out_tensor, "out_tensor") }?;
-        if !(1..=DIST_TENSOR_MAX_DIMS).contains(&ndims) {
+        if ndims > DIST_TENSOR_MAX_DIMS {
             return Err(Error::new(
                 Status::InvalidArgument,
-                format!("ndims {ndims} is out of range 1..5"),
+                format!("ndims {ndims} is out of range 0..5 (0 is a 0-d tensor)"),
             ));
         }
-        // SAFETY: `shape` is NULL (refused) or readable for `ndims` entries,
-        // and ndims was checked to be at most 5.
-        let shape =
-            unsafe { arg(shape, "shape").map(|s| std::slice::from_raw_parts(s, ndims as usize)) }?;
+        let shape = if ndims == 0 {
+            &[][..]
+        } else {
+            // SAFETY: `shape` is NULL (refused) or readable for `ndims`
+            // entries, and ndims was checked to be at most 5.
+            unsafe { arg(shape, "shape").map(|s| std::slice::from_raw_parts(s, ndims as usize)) }?
+        };
         out.write(w.alloc(shape, dtype)?);
         Ok(())
     })

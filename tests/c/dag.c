@@ -579,7 +579,7 @@ static void test_heap(DistWorker *w) {
     CHECK(t.data != 0 && t.data % 64 == 0, "alloc at %#" PRIx64 ", not 64-byte aligned", t.data);
     CHECK(!overlap(t.data, 128, o0.data, 8) && !overlap(t.data, 128, o1.data, 64), "alloc overlaps a live output");
     printf("ok: dist_worker_alloc({4, 4}, UINT64) -> %#" PRIx64 ", 64-byte aligned\n", t.data);
-    EXPECT_ERR(dist_worker_alloc(w, shape, 0, DIST_UINT64, &junk), DIST_ERR_INVALID_ARGUMENT);
+    EXPECT_ERR(dist_worker_alloc(w, shape, 6, DIST_UINT64, &junk), DIST_ERR_INVALID_ARGUMENT);
     EXPECT_ERR(dist_worker_alloc(w, shape, 2, 9, &junk), DIST_ERR_INVALID_ARGUMENT);
     EXPECT_ERR(dist_worker_alloc(w, NULL, 2, DIST_UINT64, &junk), DIST_ERR_NULL_ARGUMENT);
     EXPECT_ERR(dist_worker_alloc(w, shape, 2, DIST_UINT64, NULL), DIST_ERR_NULL_ARGUMENT);
