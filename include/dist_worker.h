@@ -661,6 +661,29 @@ DistStatus dist_worker_dispatch(struct DistWorker *worker,
                                 DistTaskId *out_task);
 
 /**
+ * As `dist_worker_dispatch`, but member i of the task runs on worker
+ * `worker_indices[i]` of `task->worker_type` (its registration order within
+ * the type, from 0): `group_size` entries, or one when group_size is 0 or 1.
+ * Indices out of range or repeated are DIST_ERR_INVALID_ARGUMENT. A named
+ * worker that has left its pool (dead, hung, broken) gives
+ * DIST_ERR_NO_WORKER here, or ends the queued task with
+ * DIST_ERR_CHILD_DIED; a placed task is never moved to another worker. It
+ * waits for its own workers only: unplaced tasks of the same type keep
+ * flowing to the others, and a worker that becomes idle goes first to the
+ * placed tasks that name it.
+ *
+ * Threads: as `dist_worker_dispatch`.
+ *
+ * # Safety
+ * As `dist_worker_dispatch`; `worker_indices` readable for the entries
+ * above.
+ */
+DistStatus dist_worker_dispatch_on(struct DistWorker *worker,
+                                   const struct DistTask *task,
+                                   const uint32_t *worker_indices,
+                                   DistTaskId *out_task);
+
+/**
  * Waits for a task and returns its status (any number of times, until the
  * next drain or shutdown; after that the id is unknown: INVALID_ARGUMENT).
  *

@@ -16,6 +16,9 @@ pub struct Pool {
     pub idle: Vec<u32>,
     /// Slots of tasks whose producers are done, in submit order.
     pub ready: VecDeque<u32>,
+    /// Slots of ready tasks placed on named workers, in submit order: each
+    /// waits for its own workers only.
+    pub placed: VecDeque<u32>,
 }
 
 impl Pool {

@@ -59,9 +59,8 @@ impl Engine {
                 match cs.upstream_failed {
                     Some(up) => self.finishing.push((c, Some(upstream_error(cid, up)))),
                     None => {
-                        cs.phase = Phase::Ready;
                         ready_types[cs.ty.index()] = true;
-                        self.pools[cs.ty.index()].ready.push_back(c);
+                        self.make_ready(c);
                     }
                 }
             }

@@ -18,13 +18,16 @@
 
 mod deps;
 mod finish;
+mod launch;
 mod memory;
+mod place;
 mod ring;
 mod scope;
 mod slot;
 mod spec;
 mod tensor_map;
 
+pub use launch::Launch;
 pub use ring::HeapRing;
 pub use scope::ScopeStack;
 pub use spec::{MemberArgs, Stats, TaskSpec};
@@ -34,7 +37,7 @@ use finish::upstream_error;
 use slot::{task_id, token, Phase, Slot};
 pub use slot::{token_launch, token_slot};
 
-use crate::abi::{self, DistCallConfig, DistTaskId};
+use crate::abi::{self, DistTaskId};
 use crate::blob::{self, Args};
 use crate::pool::Pool;
 use crate::status::{fail, Error, Result, Status};
@@ -57,6 +60,9 @@ pub struct Engine {
     workers: Vec<WorkerInfo>,
     /// Workers are installed (the pool started).
     started: bool,
+    /// Per type, its workers' global indices in registration order (a
+    /// placement names workers by their position here).
+    by_type: [Vec<u32>; 2],
     /// Workers taken out of their pool (dead, hung or broken), by index.
     retired: Vec<bool>,
     map: TensorMap,
@@ -88,21 +94,6 @@ pub struct Engine {
     spare: Vec<Launch>,
 }
 
-/// A task member the engine put on an idle worker: `progress` writes it
-/// into the worker's mailbox and publishes it. Consecutive orders of one
-/// slot are the members of one group, launched together.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Launch {
-    /// The task's slot.
-    pub slot: u32,
-    /// The group member.
-    pub member: u32,
-    /// The worker it runs on.
-    pub worker: u32,
-    /// The in-flight token of this launch (slot and launch sequence).
-    pub token: u64,
-}
-
 /// What the engine knows of a worker: its type and its name in messages.
 #[derive(Clone, Debug)]
 pub struct WorkerInfo {
@@ -122,6 +113,7 @@ impl Engine {
             pools: Default::default(),
             workers: Vec::new(),
             started: false,
+            by_type: Default::default(),
             retired: Vec::new(),
             map: TensorMap::default(),
             scopes: ScopeStack::default(),
@@ -153,57 +145,14 @@ impl Engine {
         for pool in &mut self.pools {
             pool.idle.reverse();
         }
+        for (index, w) in self.workers.iter().enumerate() {
+            self.by_type[w.ty.index()].push(index as u32);
+        }
         let n = self.workers.len();
         self.retired = vec![false; n];
         self.nested = vec![None; n];
         self.running = vec![None; n];
         self.started = true;
-    }
-
-    /// Whether launches were decided and not yet taken.
-    pub fn has_launches(&self) -> bool {
-        !self.launches_out.is_empty()
-    }
-
-    /// The launches decided since the last call, to carry out in order.
-    /// Hand the vector back with `give_back_launches` (no allocation).
-    pub fn take_launches(&mut self) -> Vec<Launch> {
-        let spare = std::mem::take(&mut self.spare);
-        std::mem::replace(&mut self.launches_out, spare)
-    }
-
-    /// Returns the vector `take_launches` gave out, emptied.
-    pub fn give_back_launches(&mut self, mut v: Vec<Launch>) {
-        v.clear();
-        if self.spare.capacity() < v.capacity() {
-            self.spare = v;
-        }
-    }
-
-    /// What a launch carries: callable, config and the member's blob.
-    pub fn payload(&self, slot: u32, member: u32) -> (u64, &DistCallConfig, &[u8]) {
-        let s = &self.slots[slot as usize];
-        (s.callable, &s.config, s.blob(member))
-    }
-
-    /// A group's workers could not all take it: `bad`'s mailbox was not
-    /// IDLE. The task goes back to the head of its queue, the other
-    /// workers back to idle, and `bad` leaves its pool with `cause`.
-    pub fn refuse_launch(&mut self, group: &[Launch], bad: u32, cause: Error) {
-        let slot = group[0].slot;
-        let ty = self.slots[slot as usize].ty;
-        for o in group.iter().rev() {
-            self.running[o.worker as usize] = None;
-            if o.worker != bad {
-                self.pools[ty.index()].idle.push(o.worker);
-            }
-        }
-        self.slots[slot as usize].phase = Phase::Ready;
-        self.pools[ty.index()].ready.push_front(slot);
-        if self.first_failure.is_none() {
-            self.first_failure = Some(cause.clone());
-        }
-        self.retire(bad as usize, 0, cause);
     }
 
     /// Tasks submitted and not yet finished.
@@ -223,11 +172,14 @@ impl Engine {
         }
     }
 
-    /// Submits a task. Returns Ok(None) when the heap ring cannot hold its
-    /// outputs now (the caller waits for reclamation and tries again).
-    pub fn submit<M: MemberArgs + ?Sized>(
+    /// Submits a task whose member `i` runs on the worker `place[i]`
+    /// (global worker indices, checked by `placement`; empty: anywhere).
+    /// Returns Ok(None) when the heap ring cannot hold its outputs now (the
+    /// caller waits for reclamation and tries again).
+    fn submit_on<M: MemberArgs + ?Sized>(
         &mut self,
         spec: &TaskSpec<'_, M>,
+        place: &[u32],
     ) -> Result<Option<DistTaskId>> {
         if self.closed {
             return fail(
@@ -265,6 +217,7 @@ impl Engine {
             }
         }
         let slot = &mut self.slots[idx as usize];
+        slot.place.extend_from_slice(place);
         slot.ty = spec.ty;
         slot.callable = spec.callable;
         slot.config = spec.config;
@@ -281,8 +234,7 @@ impl Engine {
             self.finishing.push((idx, Some(upstream_error(id, up))));
             self.settle();
         } else {
-            slot.phase = Phase::Ready;
-            self.pools[spec.ty.index()].ready.push_back(idx);
+            self.make_ready(idx);
             self.pump(spec.ty);
         }
         Ok(Some(id))
@@ -356,6 +308,7 @@ impl Engine {
         s.holds.clear();
         s.writes.clear();
         s.allocs.clear();
+        s.place.clear();
         self.free.push(idx);
     }
 
@@ -365,6 +318,7 @@ impl Engine {
         if !self.started || self.closed {
             return;
         }
+        self.pump_placed(ty);
         loop {
             let pool = &self.pools[ty.index()];
             let Some(&idx) = pool
@@ -426,7 +380,7 @@ impl Engine {
     /// `cause`, as when a shutdown deadline passes.
     pub fn abort_unstarted(&mut self, cause: &Error) {
         for pool in &mut self.pools {
-            for idx in pool.ready.drain(..) {
+            for idx in pool.ready.drain(..).chain(pool.placed.drain(..)) {
                 self.finishing.push((idx, Some(cause.clone())));
             }
         }
@@ -451,6 +405,7 @@ impl Engine {
         self.retired[worker] = true;
         self.running[worker] = None;
         self.pools[ty.index()].retire(worker as u32);
+        self.drop_placed_on(worker as u32, &cause);
         if token != 0 {
             let idx = token_slot(token);
             self.member_finished(idx, Some(cause));

@@ -46,6 +46,8 @@ pub(super) struct Slot {
     pub(super) writes: Vec<u64>,
     /// Heap ring allocations it owns.
     pub(super) allocs: Vec<ring::Handle>,
+    /// The workers its members run on, when it was placed (else empty).
+    pub(super) place: Vec<u32>,
     /// A producer that failed (so this task will not run).
     pub(super) upstream_failed: Option<DistTaskId>,
     /// Its id was released by a drain.

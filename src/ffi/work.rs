@@ -50,6 +50,58 @@ pub unsafe extern "C" fn dist_worker_dispatch(
     })
 }
 
+/// As `dist_worker_dispatch`, but member i of the task runs on worker
+/// `worker_indices[i]` of `task->worker_type` (its registration order within
+/// the type, from 0): `group_size` entries, or one when group_size is 0 or 1.
+/// Indices out of range or repeated are DIST_ERR_INVALID_ARGUMENT. A named
+/// worker that has left its pool (dead, hung, broken) gives
+/// DIST_ERR_NO_WORKER here, or ends the queued task with
+/// DIST_ERR_CHILD_DIED; a placed task is never moved to another worker. It
+/// waits for its own workers only: unplaced tasks of the same type keep
+/// flowing to the others, and a worker that becomes idle goes first to the
+/// placed tasks that name it.
+///
+/// Threads: as `dist_worker_dispatch`.
+///
+/// # Safety
+/// As `dist_worker_dispatch`; `worker_indices` readable for the entries
+/// above.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_dispatch_on(
+    worker: *mut DistWorker,
+    task: *const DistTask,
+    worker_indices: *const u32,
+    out_task: *mut DistTaskId,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(worker) }?;
+        // SAFETY: `task` is NULL (refused) or points to a readable DistTask.
+        let t = unsafe { arg(task, "task") }?;
+        let ty = WorkerType::from_abi(t.worker_type)?;
+        let members = CMembers::new(t.args, t.group_size)?;
+        let n = t.group_size.max(1) as usize;
+        // SAFETY: `worker_indices` is NULL (refused) or readable for one
+        // entry per member, per this function's contract; n <= MAX_GROUP.
+        let indices = unsafe {
+            arg(worker_indices, "worker_indices")
+                .map(|p| std::slice::from_raw_parts(p as *const u32, n))
+        }?;
+        let spec = TaskSpec {
+            ty,
+            callable: t.callable,
+            // SAFETY: `task` is readable, so is its config.
+            config: unsafe { convert::config(&t.config) },
+            members: &members,
+        };
+        let id = w.submit_on(&spec, indices)?;
+        // SAFETY: `out_task` is NULL (skipped) or writable, per this function's contract.
+        unsafe { put(out_task, id) };
+        Ok(())
+    })
+}
+
 /// Waits for a task and returns its status (any number of times, until the
 /// next drain or shutdown; after that the id is unknown: INVALID_ARGUMENT).
 ///

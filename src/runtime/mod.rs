@@ -281,10 +281,24 @@ impl Runtime {
     /// Waits for heap ring space up to the allocation deadline when its
     /// OUTPUT tensors need memory.
     pub fn submit<M: MemberArgs + ?Sized>(&self, spec: &TaskSpec<'_, M>) -> Result<DistTaskId> {
+        self.submit_on(spec, &[])
+    }
+
+    /// As `submit`, member `i` running on worker `workers[i]` of the task's
+    /// type (registration order within the type, from 0); empty: anywhere.
+    /// Indices out of range or repeated are INVALID_ARGUMENT; a named
+    /// worker that left its pool is NO_WORKER, or, once the task is
+    /// queued, ends it with CHILD_DIED. A placed task waits only for its
+    /// own workers and is never moved.
+    pub fn submit_on<M: MemberArgs + ?Sized>(
+        &self,
+        spec: &TaskSpec<'_, M>,
+        workers: &[u32],
+    ) -> Result<DistTaskId> {
         if self.accepting()? == phase::SETUP {
             self.start()?;
         }
-        self.with_backpressure(|e| e.submit(spec))
+        self.with_backpressure(|e| e.submit_placed(spec, workers))
     }
 
     /// Allocates a tensor from the shared heap ring, owned by the current scope.
