@@ -82,6 +82,12 @@ pub struct Worker {
     pub in_flight: TokenCell,
     /// Index in the pool's worker table.
     pub index: usize,
+    /// Registration order within its type, from 0: how messages and
+    /// placements name it ("SUB worker 1").
+    pub rank: usize,
+    /// For a worker that is itself a level: that level's number (messages
+    /// name it "L3 worker 1").
+    pub level: Option<u32>,
     /// When its current task was launched (`now_ns`), for task deadlines.
     pub launched_at: AtomicU64,
 }
@@ -102,21 +108,17 @@ impl Worker {
 
 impl fmt::Display for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.level {
+            Some(l) => write!(f, "L{l} worker {}", self.rank)?,
+            None => write!(f, "{} worker {}", self.ty, self.rank)?,
+        }
         match self.mode {
-            Mode::Thread => write!(f, "{} worker {} (thread)", self.ty, self.index),
-            Mode::Spawned(pid) => write!(f, "{} worker {} (child pid {pid})", self.ty, self.index),
-            Mode::External(None) => write!(
-                f,
-                "{} worker {} (process, mailbox {:p})",
-                self.ty,
-                self.index,
-                self.mailbox.as_ptr()
-            ),
+            Mode::Thread => write!(f, " (thread)"),
+            Mode::Spawned(pid) => write!(f, " (child pid {pid})"),
+            Mode::External(None) => write!(f, " (process, mailbox {:p})", self.mailbox.as_ptr()),
             Mode::External(Some(pid)) => write!(
                 f,
-                "{} worker {} (process pid {pid}, mailbox {:p})",
-                self.ty,
-                self.index,
+                " (process pid {pid}, mailbox {:p})",
                 self.mailbox.as_ptr()
             ),
         }

@@ -171,6 +171,8 @@ mod tests {
             mailbox: memory.handle(),
             in_flight: crate::loom::AtomicU64::new(0),
             index: 0,
+            rank: 0,
+            level: None,
             launched_at: std::sync::atomic::AtomicU64::new(0),
         };
         Arc::new(World {

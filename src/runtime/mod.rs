@@ -92,6 +92,8 @@ struct Registration {
     mailbox: Mailbox,
     /// THREAD mode: the callable its pool thread serves.
     handler: Option<crate::child::Handler>,
+    /// A level: its number.
+    level: Option<u32>,
 }
 
 /// The data of each stage of the life cycle.

@@ -78,6 +78,7 @@ impl Runtime {
             mode: Mode::External(None),
             mailbox,
             handler: None,
+            level: None,
         });
         Ok(())
     }
@@ -124,6 +125,7 @@ impl Runtime {
             mode: Mode::Thread,
             mailbox: owned.handle(),
             handler: Some(handler),
+            level: None,
         });
         life.owned.push(owned);
         Ok(())
@@ -183,6 +185,7 @@ impl Runtime {
             mode: Mode::Spawned(pid),
             mailbox,
             handler: None,
+            level: None,
         });
         Ok(pid)
     }

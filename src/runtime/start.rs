@@ -44,6 +44,7 @@ impl Runtime {
             return Err(e);
         }
         let mut handlers = Vec::new();
+        let mut ranks = [0usize; 2];
         let workers: Arc<[Worker]> = regs
             .into_iter()
             .enumerate()
@@ -51,12 +52,16 @@ impl Runtime {
                 if let Some(h) = r.handler {
                     handlers.push((index, h));
                 }
+                let rank = ranks[r.ty.index()];
+                ranks[r.ty.index()] += 1;
                 Worker {
                     ty: r.ty,
                     mode: r.mode,
                     mailbox: r.mailbox,
                     in_flight: crate::loom::AtomicU64::new(0),
                     index,
+                    rank,
+                    level: r.level,
                     launched_at: AtomicU64::new(0),
                 }
             })
