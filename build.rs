@@ -19,7 +19,15 @@ fn main() {
         .expect("cbindgen.toml is readable");
     // The C types, then the functions in the order a reader meets them.
     let mut builder = cbindgen::Builder::new().with_src(crate_dir.join("src/abi.rs"));
-    for file in ["handle", "lifecycle", "register", "work", "serve", "errors"] {
+    for file in [
+        "handle",
+        "lifecycle",
+        "register",
+        "level",
+        "work",
+        "serve",
+        "errors",
+    ] {
         builder = builder.with_src(crate_dir.join(format!("src/ffi/{file}.rs")));
     }
     let bindings = builder

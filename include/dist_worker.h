@@ -242,6 +242,20 @@ typedef int32_t (*DistTaskFn)(void *user,
 typedef int32_t (*DistInitFn)(void *user);
 
 /**
+ * Runs one outer task on an inner level: submits work to `inner`
+ * (dispatch, scopes, alloc, wait) and returns 0, or a non-zero error code.
+ * After it returns, the library drains `inner`; the outer task fails if
+ * the function returned non-zero or if any inner task failed (the first
+ * failure's message, prefixed with the path of levels, becomes the outer
+ * task's message).
+ */
+typedef int32_t (*DistOrchFn)(void *user,
+                              struct DistWorker *inner,
+                              uint64_t callable,
+                              const struct DistTaskView *args,
+                              const struct DistCallConfig *config);
+
+/**
  * How a task uses a tensor argument; consumed at submit time, never sent (int32).
  */
 typedef int32_t DistTensorArgType;
@@ -643,6 +657,29 @@ DistStatus dist_worker_spawn_with_init(struct DistWorker *worker,
                                        int32_t *out_pid);
 
 /**
+ * THREAD mode: `inner` (created, not started, never registered elsewhere)
+ * becomes a NEXT_LEVEL worker of `outer`; outer tasks sent to it run
+ * `orch(user, inner, callable, args, config)` on a pool thread of `outer`,
+ * after which `inner` is drained. From here on `outer` owns `inner`:
+ * shutting down `outer` shuts `inner` down (the caller never calls
+ * dist_worker_shutdown on it). A started `inner` is DIST_ERR_BAD_STATE;
+ * `inner == outer` or an `inner` registered before is
+ * DIST_ERR_INVALID_ARGUMENT. Registration rules as for the other add
+ * functions (before `outer` starts).
+ *
+ * Threads: as `dist_worker_add_thread`. `orch` runs on a pool thread of
+ * `outer` and may call any function on `inner` but shutdown.
+ *
+ * # Safety
+ * `outer` and `inner` from `dist_worker_create`; `orch` and `user` must be
+ * callable from another thread until `outer` shuts down.
+ */
+DistStatus dist_worker_add_level(struct DistWorker *outer,
+                                 struct DistWorker *inner,
+                                 DistOrchFn orch,
+                                 void *user);
+
+/**
  * Submits a task. Everything it needs is copied before it returns.
  * `*out_task` (may be NULL) gets its id, never 0.
  *
@@ -795,7 +832,7 @@ DistStatus dist_child_serve(void *mailbox, DistTaskFn fn, void *user);
 
 /**
  * Called from inside a callable (in a child or on a pool thread): a short
- * message (cut to 256 bytes) that travels back with the callable's non-zero
+ * message (cut to 2048 bytes) that travels back with the callable's non-zero
  * return and joins the task's failure message ("... returned error 5 from
  * callable 0x7: disk full"). Ignored if the callable returns 0. It uses
  * reserved mailbox bytes that reference children leave zero.

@@ -28,7 +28,7 @@ thread_local! {
     static MESSAGE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Called by a callable while it runs: a short message (at most 256 bytes)
+/// Called by a callable while it runs: a short message (at most 2048 bytes)
 /// that travels back with a non-zero error and joins the task's failure
 /// message. Ignored when the callable returns 0.
 pub fn set_error_message(message: &[u8]) {

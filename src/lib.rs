@@ -50,7 +50,7 @@ pub use blob::{Args, TaskView};
 pub use child::{set_error_message, Handler, ServeOptions};
 pub use engine::{MemberArgs, Stats, TaskSpec};
 pub use progress::WaitPolicy;
-pub use runtime::{Init, Options, Runtime};
+pub use runtime::{Init, Level, Options, Orch, Outcome, Runtime};
 pub use status::{Error, Result, Status};
 pub use worker::WorkerType;
 

@@ -60,6 +60,8 @@ pub struct Engine {
     workers: Vec<WorkerInfo>,
     /// Workers are installed (the pool started).
     started: bool,
+    /// Its level in the hierarchy (messages of level workers name it).
+    level: u32,
     /// Per type, its workers' global indices in registration order (a
     /// placement names workers by their position here).
     by_type: [Vec<u32>; 2],
@@ -101,12 +103,15 @@ pub struct WorkerInfo {
     pub ty: WorkerType,
     /// How messages name it ("SUB worker 1 (child pid 812)").
     pub label: String,
+    /// Whether it is a level (its failures carry the path down the tree).
+    pub is_level: bool,
 }
 
 impl Engine {
     /// An engine with no workers yet, allocating from the heap at `heap_base`.
-    pub fn new(heap_base: u64, heap_len: u64) -> Engine {
+    pub fn new(level: u32, heap_base: u64, heap_len: u64) -> Engine {
         Engine {
+            level,
             slots: Vec::new(),
             free: Vec::new(),
             done: Vec::new(),
@@ -353,16 +358,19 @@ impl Engine {
         self.running[worker] = None;
         let failure = (error != 0).then(|| {
             let slot = &self.slots[idx as usize];
-            Error::new(
-                Status::TaskFailed,
-                format!(
-                    "task {:#x}: {} returned error {error} from callable {:#x}{}",
-                    task_id(idx, slot.gen),
-                    self.workers[worker].label,
+            let id = task_id(idx, slot.gen);
+            let w = &self.workers[worker];
+            let message = match (w.is_level, message) {
+                // A level's failure carries the path down the tree.
+                (true, Some(m)) => format!("L{} task {id:#x} -> {}: {m}", self.level, w.label),
+                (_, m) => format!(
+                    "task {id:#x}: {} returned error {error} from callable {:#x}{}",
+                    w.label,
                     slot.callable,
-                    message.map_or(String::new(), |m| format!(": {m}"))
+                    m.map_or(String::new(), |m| format!(": {m}"))
                 ),
-            )
+            };
+            Error::new(Status::TaskFailed, message)
         });
         if !self.retired[worker] {
             self.pools[ty.index()].idle.push(worker as u32);

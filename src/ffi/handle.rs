@@ -17,6 +17,8 @@ pub struct DistWorker {
     pub(super) core: Runtime,
     /// Calls in progress on it, so shutdown frees it only once they left.
     pub(super) calls: AtomicUsize,
+    /// Registered as a level of another worker, which owns it now.
+    pub(super) adopted: std::sync::atomic::AtomicBool,
 }
 
 /// A call in progress on a `DistWorker`: derefs to its runtime.

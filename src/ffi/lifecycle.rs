@@ -46,6 +46,7 @@ pub unsafe extern "C" fn dist_worker_create(
         out.write(Box::into_raw(Box::new(DistWorker {
             core,
             calls: AtomicUsize::new(0),
+            adopted: std::sync::atomic::AtomicBool::new(false),
         })));
         Ok(())
     })

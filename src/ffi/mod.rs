@@ -28,6 +28,7 @@ macro_rules! boundary {
 mod convert;
 mod errors;
 mod handle;
+mod level;
 mod lifecycle;
 mod register;
 mod serve;
@@ -35,6 +36,7 @@ mod work;
 
 pub use errors::*;
 pub use handle::DistWorker;
+pub use level::*;
 pub use lifecycle::*;
 pub use register::*;
 pub use serve::*;

@@ -29,7 +29,7 @@ pub unsafe extern "C" fn dist_child_serve(
 }
 
 /// Called from inside a callable (in a child or on a pool thread): a short
-/// message (cut to 256 bytes) that travels back with the callable's non-zero
+/// message (cut to 2048 bytes) that travels back with the callable's non-zero
 /// return and joins the task's failure message ("... returned error 5 from
 /// callable 0x7: disk full"). Ignored if the callable returns 0. It uses
 /// reserved mailbox bytes that reference children leave zero.

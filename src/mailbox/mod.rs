@@ -48,7 +48,7 @@ pub const OFF_WAITER: usize = 32;
 /// library child left at the start of the blob area with its TASK_DONE.
 pub const OFF_MESSAGE_LEN: usize = 36;
 /// Longest error message a child can return.
-pub const MESSAGE_CAPACITY: usize = 256;
+pub const MESSAGE_CAPACITY: usize = 2048;
 /// Offset of the `launch_seq` extension word (parent → serving side).
 pub const OFF_LAUNCH_SEQ: usize = 40;
 /// Offset of the `done_seq` extension word (serving side → parent).

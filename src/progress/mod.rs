@@ -113,6 +113,7 @@ impl Progress {
         let info = workers.iter().map(|w| WorkerInfo {
             ty: w.ty,
             label: w.to_string(),
+            is_level: w.level.is_some(),
         });
         self.lock().install(info);
         let _ = self.workers.set(workers);

@@ -13,11 +13,14 @@
 //! call (BAD_STATE) but shutdown, which frees the copy's memory and touches
 //! nothing the copy shares with the original (mailboxes, children, threads).
 
+mod level;
 mod setup;
 mod shutdown;
 mod start;
 mod wait;
 
+pub(crate) use level::outcome;
+pub use level::{Level, Orch, Outcome};
 pub use setup::Init;
 
 use crate::abi::{DistTaskId, DistTensor};
@@ -182,7 +185,7 @@ impl Runtime {
         let heap = SharedMap::new(options.heap_ring_size)?;
         let control = SharedMap::new(4096)?;
         debug_assert!(control.len() >= crate::doorbell::DOORBELL_BYTES);
-        let engine = Engine::new(heap.as_ptr() as u64, heap.len() as u64);
+        let engine = Engine::new(options.level, heap.as_ptr() as u64, heap.len() as u64);
         // SAFETY: the control page is 4096 bytes, page aligned, and outlives
         // every copy of the doorbell (the runtime joins its threads and reaps
         // its children before dropping it; children keep their own mapping).
@@ -241,6 +244,11 @@ impl Runtime {
             );
         }
         Ok(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Whether it was created and not yet started (what a new level must be).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.phase(), Ok(phase::SETUP))
     }
 
     /// Refuses work once the runtime is shutting down or failed to start.

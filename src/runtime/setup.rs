@@ -20,7 +20,7 @@ const AFTER_START: &str =
 
 impl Runtime {
     /// The registrations, while the pool has not started.
-    fn setup(&self) -> Result<MutexGuard<'_, Life>> {
+    pub(super) fn setup(&self) -> Result<MutexGuard<'_, Life>> {
         match self.phase()? {
             phase::SETUP => {}
             phase::RUNNING => return fail(Status::BadState, AFTER_START),

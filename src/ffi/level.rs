@@ -1,0 +1,143 @@
+//! Levels through the C API: a DistWorker that drives another DistWorker.
+
+use super::handle::DistWorker;
+use super::{lookup, null};
+use crate::abi::{DistCallConfig, DistStatus, DistTaskView};
+use crate::blob::TaskView;
+use crate::runtime::{outcome, Level, Outcome};
+use crate::status::{Error, Status};
+use std::os::raw::c_void;
+use std::sync::atomic::Ordering;
+
+/// Runs one outer task on an inner level: submits work to `inner`
+/// (dispatch, scopes, alloc, wait) and returns 0, or a non-zero error code.
+/// After it returns, the library drains `inner`; the outer task fails if
+/// the function returned non-zero or if any inner task failed (the first
+/// failure's message, prefixed with the path of levels, becomes the outer
+/// task's message).
+pub type DistOrchFn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        inner: *mut DistWorker,
+        callable: u64,
+        args: *const DistTaskView,
+        config: *const DistCallConfig,
+    ) -> i32,
+>;
+
+/// A C inner level: the DistWorker the outer level owns, and the caller's
+/// orchestration function.
+struct CLevel {
+    inner: *mut DistWorker,
+    orch: unsafe extern "C" fn(
+        *mut c_void,
+        *mut DistWorker,
+        u64,
+        *const DistTaskView,
+        *const DistCallConfig,
+    ) -> i32,
+    user: *mut c_void,
+    number: u32,
+}
+
+// SAFETY: the inner DistWorker is owned by this value alone from
+// registration on, and the caller vouches that `orch` and `user` may be
+// called from a pool thread (the contract of dist_worker_add_level).
+unsafe impl Send for CLevel {}
+
+impl Level for CLevel {
+    fn number(&self) -> u32 {
+        self.number
+    }
+
+    fn run(&mut self, callable: u64, args: &TaskView<'_>, config: &DistCallConfig) -> Outcome {
+        let view = DistTaskView {
+            tensor_count: args.tensors.len() as i32,
+            scalar_count: args.scalars.len() as i32,
+            tensors: args.tensors.as_ptr(),
+            scalars: args.scalars.as_ptr(),
+        };
+        // SAFETY: the caller's orchestration function, with the live inner
+        // worker this value owns; the view and config outlive the call.
+        let code = unsafe { (self.orch)(self.user, self.inner, callable, &view, config) };
+        // SAFETY: the inner worker stays live until this value is dropped.
+        let inner = unsafe { &(*self.inner).core };
+        outcome(code, inner.drain())
+    }
+}
+
+impl Drop for CLevel {
+    fn drop(&mut self) {
+        // SAFETY: this value owns the inner worker; it is shut down (and
+        // freed) once, here.
+        unsafe { super::dist_worker_shutdown(self.inner) };
+    }
+}
+
+/// THREAD mode: `inner` (created, not started, never registered elsewhere)
+/// becomes a NEXT_LEVEL worker of `outer`; outer tasks sent to it run
+/// `orch(user, inner, callable, args, config)` on a pool thread of `outer`,
+/// after which `inner` is drained. From here on `outer` owns `inner`:
+/// shutting down `outer` shuts `inner` down (the caller never calls
+/// dist_worker_shutdown on it). A started `inner` is DIST_ERR_BAD_STATE;
+/// `inner == outer` or an `inner` registered before is
+/// DIST_ERR_INVALID_ARGUMENT. Registration rules as for the other add
+/// functions (before `outer` starts).
+///
+/// Threads: as `dist_worker_add_thread`. `orch` runs on a pool thread of
+/// `outer` and may call any function on `inner` but shutdown.
+///
+/// # Safety
+/// `outer` and `inner` from `dist_worker_create`; `orch` and `user` must be
+/// callable from another thread until `outer` shuts down.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_add_level(
+    outer: *mut DistWorker,
+    inner: *mut DistWorker,
+    orch: DistOrchFn,
+    user: *mut c_void,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `outer` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(outer) }?;
+        if inner.is_null() {
+            return Err(null("inner"));
+        }
+        let orch = orch.ok_or_else(|| null("orch"))?;
+        if inner == outer {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "a worker cannot be a level of itself",
+            ));
+        }
+        // SAFETY: non-NULL, and a live DistWorker per this function's contract.
+        let level = unsafe { &*inner };
+        if !level.core.is_fresh() {
+            return Err(Error::new(
+                Status::BadState,
+                "the inner level must be created and not yet started",
+            ));
+        }
+        if level.adopted.swap(true, Ordering::AcqRel) {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "this inner level is registered already",
+            ));
+        }
+        let number = level.core.options().level;
+        let registered = w.add_level_with(|| {
+            Box::new(CLevel {
+                inner,
+                orch,
+                user,
+                number,
+            })
+        });
+        if registered.is_err() {
+            // Not taken (nothing was built): the caller still owns it.
+            level.adopted.store(false, Ordering::Release);
+        }
+        registered
+    })
+}
