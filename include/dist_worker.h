@@ -256,6 +256,15 @@ typedef int32_t (*DistOrchFn)(void *user,
                               const struct DistCallConfig *config);
 
 /**
+ * Called once in a spawned level's own process, before it serves, to
+ * register the inner level's workers (dist_worker_spawn and friends: no
+ * thread of the inner level exists yet, so it may fork). Returns 0, or an
+ * error code that fails dist_worker_start of the outer level with
+ * DIST_ERR_CHILD_DIED.
+ */
+typedef int32_t (*DistLevelSetupFn)(void *user, struct DistWorker *inner);
+
+/**
  * How a task uses a tensor argument; consumed at submit time, never sent (int32).
  */
 typedef int32_t DistTensorArgType;
@@ -678,6 +687,30 @@ DistStatus dist_worker_add_level(struct DistWorker *outer,
                                  struct DistWorker *inner,
                                  DistOrchFn orch,
                                  void *user);
+
+/**
+ * PROCESS mode: forks a child that hosts its own level. In the child a new
+ * DistWorker is created with `options` (NULL = defaults with level =
+ * `outer`'s level - 1), `setup(user, inner)` registers its workers, and
+ * each outer task runs `orch(user, inner, callable, args, config)`, after
+ * which `inner` is drained. Memory of `outer`'s heap is the same bytes in
+ * the level's process and in its children. The child's level, and every
+ * process under it, ends when `outer` shuts down or dies; a level process
+ * that dies ends its outer task with DIST_ERR_CHILD_DIED. `*out_pid` (may
+ * be NULL) gets its pid. Registration rules as for dist_worker_spawn.
+ *
+ * Threads: as `dist_worker_spawn`. `setup` and `orch` run in the child.
+ *
+ * # Safety
+ * `outer` from `dist_worker_create`; `options` NULL or initialised;
+ * `out_pid` NULL or writable.
+ */
+DistStatus dist_worker_spawn_level(struct DistWorker *outer,
+                                   const struct DistWorkerOptions *options,
+                                   DistLevelSetupFn setup,
+                                   DistOrchFn orch,
+                                   void *user,
+                                   int32_t *out_pid);
 
 /**
  * Submits a task. Everything it needs is copied before it returns.

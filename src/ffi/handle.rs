@@ -21,6 +21,17 @@ pub struct DistWorker {
     pub(super) adopted: std::sync::atomic::AtomicBool,
 }
 
+impl DistWorker {
+    /// A new handle owning `core`, as `dist_worker_create` makes.
+    pub(super) fn boxed(core: Runtime) -> *mut DistWorker {
+        Box::into_raw(Box::new(DistWorker {
+            core,
+            calls: AtomicUsize::new(0),
+            adopted: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+}
+
 /// A call in progress on a `DistWorker`: derefs to its runtime.
 pub(super) struct Call<'a> {
     worker: &'a DistWorker,

@@ -141,3 +141,74 @@ pub unsafe extern "C" fn dist_worker_add_level(
         registered
     })
 }
+
+/// Called once in a spawned level's own process, before it serves, to
+/// register the inner level's workers (dist_worker_spawn and friends: no
+/// thread of the inner level exists yet, so it may fork). Returns 0, or an
+/// error code that fails dist_worker_start of the outer level with
+/// DIST_ERR_CHILD_DIED.
+pub type DistLevelSetupFn =
+    Option<unsafe extern "C" fn(user: *mut c_void, inner: *mut DistWorker) -> i32>;
+
+/// PROCESS mode: forks a child that hosts its own level. In the child a new
+/// DistWorker is created with `options` (NULL = defaults with level =
+/// `outer`'s level - 1), `setup(user, inner)` registers its workers, and
+/// each outer task runs `orch(user, inner, callable, args, config)`, after
+/// which `inner` is drained. Memory of `outer`'s heap is the same bytes in
+/// the level's process and in its children. The child's level, and every
+/// process under it, ends when `outer` shuts down or dies; a level process
+/// that dies ends its outer task with DIST_ERR_CHILD_DIED. `*out_pid` (may
+/// be NULL) gets its pid. Registration rules as for dist_worker_spawn.
+///
+/// Threads: as `dist_worker_spawn`. `setup` and `orch` run in the child.
+///
+/// # Safety
+/// `outer` from `dist_worker_create`; `options` NULL or initialised;
+/// `out_pid` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_spawn_level(
+    outer: *mut DistWorker,
+    options: *const crate::abi::DistWorkerOptions,
+    setup: DistLevelSetupFn,
+    orch: DistOrchFn,
+    user: *mut c_void,
+    out_pid: *mut i32,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `outer` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        let w = unsafe { lookup(outer) }?;
+        let setup = setup.ok_or_else(|| null("setup"))?;
+        let orch = orch.ok_or_else(|| null("orch"))?;
+        // SAFETY: `options` is NULL or points to an initialised DistWorkerOptions.
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => crate::runtime::Options::from(o),
+            None => crate::runtime::Options {
+                level: w.options().level.saturating_sub(1),
+                ..Default::default()
+            },
+        };
+        let user = super::convert::SendPtr(user);
+        let pid = w.spawn_level_with(opts.level, move || {
+            let core = crate::runtime::Runtime::new(opts).map_err(|e| -(e.status as i32))?;
+            let inner = super::handle::DistWorker::boxed(core);
+            // SAFETY: the caller's setup function, in the child, with the
+            // new inner worker.
+            let code = unsafe { setup(user.get(), inner) };
+            if code != 0 {
+                // SAFETY: created above, not shared: shut down once.
+                unsafe { super::dist_worker_shutdown(inner) };
+                return Err(code);
+            }
+            Ok(Box::new(CLevel {
+                inner,
+                orch,
+                user: user.get(),
+                number: opts.level,
+            }) as Box<dyn Level>)
+        })?;
+        // SAFETY: `out_pid` is NULL (skipped) or writable, per this function's contract.
+        unsafe { super::put(out_pid, pid) };
+        Ok(())
+    })
+}

@@ -5,7 +5,7 @@ use super::{lookup, put, Out};
 use crate::abi::{DistStatus, DistWorkerOptions};
 use crate::runtime::{Options, Runtime, SHUTDOWN_GRACE};
 use crate::status::{Error, Status};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
@@ -43,11 +43,7 @@ pub unsafe extern "C" fn dist_worker_create(
             Some(o) => Options::from(o),
         };
         let core = Runtime::new(opts)?;
-        out.write(Box::into_raw(Box::new(DistWorker {
-            core,
-            calls: AtomicUsize::new(0),
-            adopted: std::sync::atomic::AtomicBool::new(false),
-        })));
+        out.write(DistWorker::boxed(core));
         Ok(())
     })
 }

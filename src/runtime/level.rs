@@ -99,22 +99,65 @@ impl Runtime {
             unreachable!("checked by setup")
         };
         let owned = OwnedMailbox::new()?;
-        let mut level = make();
+        let level = make();
         let number = level.number();
         regs.push(Registration {
             ty: WorkerType::NextLevel,
             mode: Mode::Thread,
             mailbox: owned.handle(),
-            handler: Some(Box::new(move |callable, args, config| {
-                let (code, message) = level.run(callable, args, config);
-                if let Some(m) = message.filter(|_| code != 0) {
-                    child::set_error_message(m.as_bytes());
-                }
-                code
-            })),
+            handler: Some(serving(level)),
             level: Some(number),
         });
         life.owned.push(owned);
         Ok(())
     }
+
+    /// PROCESS mode: forks a child that hosts its own level, built by
+    /// `make` in the child (after the fork, before any thread of the new
+    /// level exists, so it may fork its own children), then serves outer
+    /// tasks on it. `number` names it in messages. A `make` that fails
+    /// (its code) fails `start` with CHILD_DIED. The level, and every
+    /// process under it, ends when this level shuts down or dies.
+    pub fn spawn_level_with(
+        &self,
+        number: u32,
+        make: impl FnOnce() -> std::result::Result<Box<dyn Level>, i32>,
+    ) -> Result<i32> {
+        self.fork_worker(WorkerType::NextLevel, Some(number), move || {
+            make().map(serving)
+        })
+    }
+
+    /// PROCESS mode for the Rust API: in the child, a runtime is created
+    /// with `options`, `setup` registers its workers (0 = ready; otherwise
+    /// start fails with CHILD_DIED and that code), and each outer task runs
+    /// `orch` on it.
+    pub fn spawn_level(
+        &self,
+        options: super::Options,
+        setup: impl FnOnce(&Runtime) -> i32,
+        orch: Orch,
+    ) -> Result<i32> {
+        self.spawn_level_with(options.level, move || {
+            let inner = Runtime::new(options).map_err(|e| -(e.status as i32))?;
+            match setup(&inner) {
+                0 => Ok(Box::new(RustLevel {
+                    inner: Some(inner),
+                    orch,
+                }) as Box<dyn Level>),
+                code => Err(code),
+            }
+        })
+    }
+}
+
+/// The handler a pool thread or a level's process serves outer tasks with.
+fn serving(mut level: Box<dyn Level>) -> crate::child::Handler {
+    Box::new(move |callable, args, config| {
+        let (code, message) = level.run(callable, args, config);
+        if let Some(m) = message.filter(|_| code != 0) {
+            child::set_error_message(m.as_bytes());
+        }
+        code
+    })
 }

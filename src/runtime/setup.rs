@@ -145,6 +145,22 @@ impl Runtime {
         init: Option<Init>,
         handler: Handler,
     ) -> Result<i32> {
+        self.fork_worker(ty, None, move || match init.map_or(0, |f| f()) {
+            0 => Ok(handler),
+            code => Err(code),
+        })
+    }
+
+    /// Forks a child serving a library-owned mailbox: in the child,
+    /// `prepare` builds the handler (or fails with an init code, which
+    /// `start` reports), the child announces it, serves until SHUTDOWN,
+    /// then drops the handler (a level shuts its own level down there).
+    pub(super) fn fork_worker(
+        &self,
+        ty: WorkerType,
+        level: Option<u32>,
+        prepare: impl FnOnce() -> std::result::Result<Handler, i32>,
+    ) -> Result<i32> {
         let mut life = self.setup()?;
         let life = &mut *life;
         let Stage::Setup(regs) = &mut life.stage else {
@@ -159,24 +175,22 @@ impl Runtime {
             parent: Some(parent),
             ..ServeOptions::default()
         };
-        let mut handler = handler;
         // The child dies with this process, whichever thread forks it.
         let (lifeline, read_end) = lifeline::Lifeline::new()?;
         let pid = sys::fork_child(move || {
             if !lifeline::hold(read_end) || sys::getppid() != parent {
                 return 1; // the parent died before the lifeline was armed
             }
-            let status = init.map_or(0, |f| f());
-            if !mailbox.announce(status) {
+            let prepared = prepare();
+            if !mailbox.announce(prepared.as_ref().err().copied().unwrap_or(0)) {
                 return 0; // shut down before start: SHUTDOWN is already there
             }
-            if status != 0 {
+            let Ok(mut handler) = prepared else {
                 return 1;
-            }
-            match child::serve(mailbox, &mut *handler, &opts) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            }
+            };
+            let served = child::serve(mailbox, &mut *handler, &opts);
+            drop(handler);
+            i32::from(served.is_err())
         })?;
         life.owned.push(owned);
         lock(&self.children).push(Spawned { pid, lifeline });
@@ -185,7 +199,7 @@ impl Runtime {
             mode: Mode::Spawned(pid),
             mailbox,
             handler: None,
-            level: None,
+            level,
         });
         Ok(pid)
     }
