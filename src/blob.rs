@@ -9,7 +9,6 @@
 //! ```
 
 use crate::abi::{self, DistTensor, DistTensorArgType};
-use crate::mailbox::ARGS_CAPACITY;
 use crate::status::{fail, Result, Status};
 
 /// Bytes of one tensor descriptor on the wire.
@@ -41,17 +40,22 @@ pub struct TaskView<'a> {
 /// Computed in u64 so any count a caller passes is checked without overflow.
 pub fn encoded_len(t: u64, s: u64) -> Result<usize> {
     let len = HEADER_BYTES as u64 + TENSOR_BYTES as u64 * t + 8 * s;
-    if len > ARGS_CAPACITY as u64 {
+    if len > ARGS_LIMIT as u64 {
         return fail(
             Status::ArgsTooLarge,
             format!(
-                "{t} tensors and {s} scalars need {len} bytes; a mailbox holds {ARGS_CAPACITY} \
-                 (8 + 40 per tensor + 8 per scalar)"
+                "{t} tensors and {s} scalars need {len} bytes (8 + 40 per tensor + 8 per \
+                 scalar); a blob may have {ARGS_LIMIT} bytes at most"
             ),
         );
     }
     Ok(len as usize)
 }
+
+/// Longest args blob: up to `ARGS_CAPACITY` bytes travel in the mailbox,
+/// longer ones (to workers that speak the library's protocol) through the
+/// shared heap ring.
+pub const ARGS_LIMIT: usize = 1 << 20;
 
 /// Checks a tag value.
 pub fn check_tag(tag: DistTensorArgType) -> Result<()> {
@@ -212,6 +216,7 @@ pub fn decode(blob: &[u8]) -> Result<TaskView<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::ARGS_CAPACITY;
 
     #[repr(C, align(8))]
     struct Aligned([u8; ARGS_CAPACITY]);
@@ -254,13 +259,20 @@ mod tests {
 
     #[test]
     fn capacity_limits() {
-        // 100 tensors: 8 + 4000 = 4008 fits; 3 more scalars (4032) fit, 4 do not.
-        assert_eq!(encoded_len(100, 3).unwrap(), 4032);
+        // 100 tensors + 3 scalars fill a mailbox exactly; longer blobs are
+        // allowed up to ARGS_LIMIT (they travel through the heap).
+        assert_eq!(encoded_len(100, 3).unwrap(), ARGS_CAPACITY);
+        assert_eq!(encoded_len(100, 4).unwrap(), 4040);
         assert_eq!(
-            encoded_len(100, 4).unwrap_err().status,
+            encoded_len(0, (ARGS_LIMIT as u64 - 8) / 8).unwrap(),
+            ARGS_LIMIT
+        );
+        assert_eq!(
+            encoded_len(0, (ARGS_LIMIT as u64 - 8) / 8 + 1)
+                .unwrap_err()
+                .status,
             Status::ArgsTooLarge
         );
-        assert_eq!(encoded_len(0, 503).unwrap(), 4032);
         assert!(encoded_len(u32::MAX as u64, u32::MAX as u64).is_err());
     }
 

@@ -71,7 +71,7 @@ pub fn serve(
     handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
     opts: &ServeOptions,
 ) -> Result<()> {
-    mailbox.announce_features(crate::mailbox::FEATURE_ECHO);
+    mailbox.announce_features(crate::mailbox::FEATURE_ECHO | crate::mailbox::FEATURE_LARGE_ARGS);
     loop {
         let parent_alive = || opts.parent.is_none_or(|p| sys::getppid() == p);
         let Some(s) = mailbox.wait_for_work(opts.spin, opts.nap, parent_alive) else {

@@ -100,6 +100,13 @@ pub fn now_ns() -> u64 {
 }
 
 impl Worker {
+    /// Whether it can only take blobs that fit a mailbox: a caller-owned
+    /// child that has not announced it reads them from the heap (a
+    /// reference child never does).
+    pub fn mailbox_only(&self) -> bool {
+        matches!(self.mode, Mode::External(_)) && !self.mailbox.speaks_large_args()
+    }
+
     /// Whether it rings the doorbell on completion (library-run serving loops do).
     pub fn rings(&self) -> bool {
         !matches!(self.mode, Mode::External(_))

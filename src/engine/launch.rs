@@ -43,9 +43,12 @@ impl Engine {
     }
 
     /// What a launch carries: callable, config and the member's blob.
-    pub fn payload(&self, slot: u32, member: u32) -> (u64, &DistCallConfig, &[u8]) {
+    /// And, for a blob too long for a mailbox, the heap address reserved
+    /// for it (progress copies it there).
+    pub fn payload(&self, slot: u32, member: u32) -> (u64, &DistCallConfig, &[u8], Option<u64>) {
         let s = &self.slots[slot as usize];
-        (s.callable, &s.config, s.blob(member))
+        let large = s.large.iter().find(|l| l.0 == member).map(|l| l.1);
+        (s.callable, &s.config, s.blob(member), large)
     }
 
     /// A group's workers could not all take it: `bad`'s mailbox was not

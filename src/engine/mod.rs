@@ -39,6 +39,7 @@ pub use slot::{token_launch, token_slot};
 
 use crate::abi::{self, DistTaskId};
 use crate::blob::{self, Args};
+use crate::mailbox::ARGS_CAPACITY;
 use crate::pool::Pool;
 use crate::status::{fail, Error, Result, Status};
 use crate::worker::WorkerType;
@@ -274,6 +275,16 @@ impl Engine {
                 blob::encode_tensor(&t, &mut slot.blobs);
             }
             blob::encode_scalars(args.scalars, &mut slot.blobs);
+            let start = slot.ends.last().copied().unwrap_or(0) as usize;
+            let len = slot.blobs.len() - start;
+            if len > ARGS_CAPACITY {
+                // Too long for a mailbox: it travels through the heap ring.
+                let Some((h, off)) = self.ring.alloc_tensor(len as u64)? else {
+                    return Ok(false);
+                };
+                slot.allocs.push(h);
+                slot.large.push((i, self.heap_base + off));
+            }
             slot.ends.push(slot.blobs.len() as u32);
         }
         Ok(true)
@@ -314,6 +325,7 @@ impl Engine {
         s.writes.clear();
         s.allocs.clear();
         s.place.clear();
+        s.large.clear();
         self.free.push(idx);
     }
 

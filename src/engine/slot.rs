@@ -48,6 +48,9 @@ pub(super) struct Slot {
     pub(super) allocs: Vec<ring::Handle>,
     /// The workers its members run on, when it was placed (else empty).
     pub(super) place: Vec<u32>,
+    /// Members whose blob is too long for a mailbox: (member, heap address
+    /// reserved for it).
+    pub(super) large: Vec<(u32, u64)>,
     /// A producer that failed (so this task will not run).
     pub(super) upstream_failed: Option<DistTaskId>,
     /// Its id was released by a drain.

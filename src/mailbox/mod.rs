@@ -57,6 +57,11 @@ pub const OFF_DONE_SEQ: usize = 44;
 pub const OFF_FEATURES: usize = 48;
 /// `features` bit: the serving side echoes `launch_seq` into `done_seq`.
 pub const FEATURE_ECHO: u32 = 1;
+/// `features` bit: the serving side reads blobs from the heap (`OFF_LARGE`).
+pub const FEATURE_LARGE_ARGS: u32 = 2;
+/// Offset of the `large` extension word: 1 when the blob area holds the
+/// address (u64) and length (u64) of a blob in the parent's shared heap.
+pub const OFF_LARGE: usize = 52;
 
 /// State word values.
 pub mod state {
@@ -217,6 +222,7 @@ impl Mailbox {
         assert!(blob.len() <= ARGS_CAPACITY, "blob checked at submit");
         self.u32_at(OFF_MESSAGE_LEN).store(0, Ordering::Relaxed);
         self.u32_at(OFF_LAUNCH_SEQ).store(seq, Ordering::Relaxed);
+        self.u32_at(OFF_LARGE).store(0, Ordering::Relaxed);
         self.u64_at(abi::DIST_MAILBOX_OFF_CALLABLE as usize)
             .store(callable, Ordering::Relaxed);
         let words = [
@@ -293,7 +299,41 @@ impl Mailbox {
     pub fn blob(&self) -> &[u8] {
         // SAFETY: OFF_ARGS..SIZE lies inside the mailbox; the parent does not
         // write it while the state is TASK_READY.
-        unsafe { std::slice::from_raw_parts(self.bytes().add(OFF_ARGS), ARGS_CAPACITY) }
+        let area = unsafe { std::slice::from_raw_parts(self.bytes().add(OFF_ARGS), ARGS_CAPACITY) };
+        if self.u32_at(OFF_LARGE).load(Ordering::Relaxed) != 1 {
+            return area;
+        }
+        let word = |i: usize| u64::from_le_bytes(area[i..i + 8].try_into().expect("8 bytes"));
+        let (addr, len) = (word(0), word(8));
+        if addr == 0 || addr % 8 != 0 || len > crate::blob::ARGS_LIMIT as u64 {
+            return &area[..0]; // decodes as a bad blob
+        }
+        // SAFETY: the parent wrote the blob at `addr` in its MAP_SHARED heap,
+        // which this serving side maps at the same address (it was forked
+        // after the heap was made, or is a thread), before TASK_READY.
+        unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }
+    }
+
+    /// Parent side: as `write_task`, for a blob already in the shared heap
+    /// at `addr` (`len` bytes): the blob area gets its address and length.
+    pub fn write_task_large(
+        &self,
+        callable: u64,
+        config: &DistCallConfig,
+        addr: u64,
+        len: usize,
+        seq: u32,
+    ) {
+        let mut descriptor = [0u8; 16];
+        descriptor[..8].copy_from_slice(&addr.to_le_bytes());
+        descriptor[8..].copy_from_slice(&(len as u64).to_le_bytes());
+        self.write_task(callable, config, &descriptor, seq);
+        self.u32_at(OFF_LARGE).store(1, Ordering::Relaxed);
+    }
+
+    /// Whether the serving side announced that it reads large blobs.
+    pub fn speaks_large_args(&self) -> bool {
+        self.u32_at(OFF_FEATURES).load(Ordering::Acquire) & FEATURE_LARGE_ARGS != 0
     }
 
     /// Serving side, before `complete`: leaves an error message (cut to

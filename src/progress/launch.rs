@@ -64,8 +64,22 @@ impl Progress {
                 .launched_at
                 .store(crate::worker::now_ns(), Ordering::Relaxed);
         }
-        let (callable, config, blob) = engine.payload(o.slot, o.member);
-        let woke = launch_member(worker, callable, config, blob, o.token);
+        let (callable, config, blob, large) = engine.payload(o.slot, o.member);
+        let woke = match large {
+            None => launch_member(worker, callable, config, blob, o.token),
+            Some(addr) => {
+                // SAFETY: the engine reserved blob.len() bytes of the shared
+                // heap at `addr` for this member, untouched by anyone else.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(blob.as_ptr(), addr as *mut u8, blob.len())
+                };
+                let mb = &worker.mailbox;
+                mb.write_task_large(callable, config, addr, blob.len(), token_launch(o.token));
+                let woke = mb.publish(state::TASK_READY);
+                worker.in_flight.store(o.token, Ordering::Release);
+                woke
+            }
+        };
         self.last_launch_woke.store(woke, Ordering::Relaxed);
         !worker.rings()
     }

@@ -23,7 +23,7 @@ pub use wait::WaitPolicy;
 
 use crate::doorbell::{Doorbell, Sleeper};
 use crate::engine::{Engine, WorkerInfo};
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerType};
 use once_cell::sync::OnceCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -122,6 +122,16 @@ impl Progress {
     /// The started pool's workers (none before start).
     pub fn workers(&self) -> &[Worker] {
         self.workers.get().map_or(&[], |w| &w[..])
+    }
+
+    /// The first worker of type `ty` (or of `place`, global indices, when
+    /// given) that cannot take a blob longer than a mailbox: a caller-owned
+    /// child that did not announce it reads blobs from the heap.
+    pub fn cannot_take_large_args(&self, ty: WorkerType, place: &[u32]) -> Option<&Worker> {
+        self.workers()
+            .iter()
+            .filter(|w| w.ty == ty && (place.is_empty() || place.contains(&(w.rank as u32))))
+            .find(|w| w.mailbox_only())
     }
 
     /// The doorbell serving sides ring (it lives in shared memory).

@@ -308,7 +308,37 @@ impl Runtime {
         if self.accepting()? == phase::SETUP {
             self.start()?;
         }
+        self.check_large_args(spec, workers)?;
         self.with_backpressure(|e| e.submit_placed(spec, workers))
+    }
+
+    /// A blob longer than a mailbox travels through the heap, which only
+    /// the library's serving loops read: refused (ARGS_TOO_LARGE) when a
+    /// worker that may run the task is a child that cannot.
+    fn check_large_args<M: MemberArgs + ?Sized>(
+        &self,
+        spec: &TaskSpec<'_, M>,
+        workers: &[u32],
+    ) -> Result<()> {
+        for i in 0..spec.members.count() {
+            let a = spec.members.member(i)?;
+            let len = crate::blob::encoded_len(a.tensors.len() as u64, a.scalars.len() as u64)?;
+            if len <= crate::mailbox::ARGS_CAPACITY {
+                continue;
+            }
+            if let Some(w) = self.shared.cannot_take_large_args(spec.ty, workers) {
+                return fail(
+                    Status::ArgsTooLarge,
+                    format!(
+                        "group member {i}: its {len}-byte blob exceeds the {} bytes of a \
+                         mailbox, and {w} may run it but does not read blobs from the heap \
+                         (a child that is not a library serving loop)",
+                        crate::mailbox::ARGS_CAPACITY
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Allocates a tensor from the shared heap ring, owned by the current scope.

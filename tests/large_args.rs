@@ -1,0 +1,104 @@
+//! Arguments of any size: a blob longer than a mailbox (4032 bytes) goes
+//! through the shared heap ring to workers that speak the library's
+//! protocol; a child that does not (a reference child) refuses it at
+//! dispatch; blobs stay bounded (1 MiB).
+
+use dist_worker::abi::DistTensor;
+use dist_worker::wire::OwnedMailbox;
+use dist_worker::{Args, Options, Runtime, Status, WorkerType};
+
+mod common;
+use common::spec;
+
+fn tensors(n: usize) -> Vec<DistTensor> {
+    (0..n)
+        .map(|i| DistTensor {
+            data: 0x1000 + 64 * i as u64,
+            shapes: [i as u32 + 1, 2, 0, 0, 0],
+            ndims: 2,
+            dtype: (i % 9) as u8,
+        })
+        .collect()
+}
+
+/// Checks every descriptor and scalar of a 300-tensor task: 0 if all match.
+fn check(_: u64, v: &dist_worker::TaskView<'_>, _: &dist_worker::DistCallConfig) -> i32 {
+    let want = tensors(300);
+    if v.tensors.len() != 300 || v.scalars.len() != 500 {
+        return 1;
+    }
+    for (t, w) in v.tensors.iter().zip(&want) {
+        if (t.data, t.shapes, t.ndims, t.dtype) != (w.data, w.shapes, w.ndims, w.dtype) {
+            return 2;
+        }
+    }
+    if v.scalars
+        .iter()
+        .enumerate()
+        .any(|(i, &s)| s != i as u64 * 7)
+    {
+        return 3;
+    }
+    0
+}
+
+#[test]
+fn three_hundred_tensors_reach_children_and_threads_intact() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    rt.spawn(WorkerType::Sub, Box::new(check)).unwrap();
+    rt.add_thread(WorkerType::NextLevel, Box::new(check))
+        .unwrap();
+    let ts = tensors(300);
+    let scalars: Vec<u64> = (0..500).map(|i| i * 7).collect();
+    let a = [Args {
+        tensors: &ts,
+        tags: None,
+        scalars: &scalars,
+    }];
+    let before = rt.stats();
+    for _ in 0..20 {
+        for ty in [WorkerType::Sub, WorkerType::NextLevel] {
+            let id = rt.submit(&spec(ty, 1, &a)).unwrap();
+            rt.wait(id).unwrap();
+        }
+    }
+    rt.drain().unwrap();
+    assert_eq!(
+        rt.stats().heap_live_bytes,
+        before.heap_live_bytes,
+        "blobs freed"
+    );
+    // Over the limit: refused.
+    let big = tensors(30_000);
+    let a = [Args {
+        tensors: &big,
+        tags: None,
+        scalars: &[],
+    }];
+    let e = rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err();
+    assert_eq!(e.status, Status::ArgsTooLarge, "{}", e.message);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn a_reference_child_refuses_large_args_at_dispatch() {
+    let rt = Runtime::new(Options::default()).unwrap();
+    let owned = OwnedMailbox::new().unwrap();
+    rt.add_process(WorkerType::Sub, owned.handle()).unwrap();
+    rt.start().unwrap();
+    let ts = tensors(101); // 8 + 40 * 101 = 4048 bytes
+    let a = [Args {
+        tensors: &ts,
+        tags: None,
+        scalars: &[],
+    }];
+    let e = rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err();
+    assert_eq!(e.status, Status::ArgsTooLarge, "{}", e.message);
+    assert!(
+        e.message.contains("does not read blobs from the heap"),
+        "{}",
+        e.message
+    );
+    drop(rt);
+    drop(owned);
+}
