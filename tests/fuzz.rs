@@ -109,7 +109,7 @@ fn a_million_random_calls_to_the_c_api() {
                     tags.as_ptr()
                 },
                 tensor_count: if big {
-                    1 << (10 + rng.below(20))
+                    1 << (15 + rng.below(15)) // past the 1 MiB blob limit
                 } else {
                     rng.below(tensors.len() as u64 + 1) as u32
                 },
