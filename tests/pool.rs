@@ -239,7 +239,7 @@ fn bad_input_is_refused() {
         Status::InvalidArgument
     );
     let tags = [DIST_ARG_OUTPUT];
-    let big = vec![7u64; 600];
+    let big = vec![7u64; 131_072]; // past the 1 MiB blob limit
     let a = [Args {
         tensors: &[t],
         tags: Some(&tags),
