@@ -249,3 +249,136 @@ pub fn idle_cost(tunables: &Tunables) -> f64 {
     let ns = all(&p) - before;
     ns as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0
 }
+
+/// Level setup: one spawned SUB child in the new level.
+unsafe extern "C" fn one_child(_: *mut c_void, inner: *mut DistWorker) -> i32 {
+    // SAFETY: `inner` is the live, not yet started level being set up.
+    let s = unsafe {
+        dist_worker_spawn(
+            inner,
+            DIST_WORKER_SUB,
+            Some(noop),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    (s != DIST_OK) as i32
+}
+
+/// Orchestration: one SUB no-op on the inner level (the library drains it).
+unsafe extern "C" fn one_sub_task(
+    _: *mut c_void,
+    inner: *mut DistWorker,
+    _: u64,
+    _: *const DistTaskView,
+    config: *const DistCallConfig,
+) -> i32 {
+    let task = DistTask {
+        worker_type: DIST_WORKER_SUB,
+        callable: 1,
+        // SAFETY: the library passes a readable config.
+        config: unsafe { *config },
+        args: ptr::null(),
+        group_size: 1,
+    };
+    // SAFETY: `inner` is the live inner level; `task` is readable.
+    let s = unsafe { dist_worker_dispatch(inner, &task, ptr::null_mut()) };
+    (s != DIST_OK) as i32
+}
+
+/// A level 4 driving one spawned level 3 that has one SUB child: each
+/// outer NEXT_LEVEL task runs one SUB no-op below.
+pub struct TwoLevels {
+    top: *mut DistWorker,
+}
+
+impl TwoLevels {
+    pub fn new(tunables: &Tunables) -> TwoLevels {
+        // SAFETY: as in `Pool::new`: all-zero options, then defaults.
+        let mut o = unsafe {
+            let mut o = std::mem::zeroed::<DistWorkerOptions>();
+            dist_worker_options_init(&mut o);
+            o
+        };
+        tunables.apply(&mut o);
+        o.level = 4;
+        let mut top = ptr::null_mut();
+        // SAFETY: `o` is initialised and `top` is a writable out-pointer.
+        check(unsafe { dist_worker_create(&o, &mut top) }, "create");
+        let mut inner = o;
+        inner.level = 3;
+        // SAFETY: live, not started top; both functions ignore `user`.
+        let s = unsafe {
+            dist_worker_spawn_level(
+                top,
+                &inner,
+                Some(one_child),
+                Some(one_sub_task),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        check(s, "spawn_level");
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_start(top) }, "start");
+        TwoLevels { top }
+    }
+
+    fn task() -> DistTask {
+        DistTask {
+            worker_type: DIST_WORKER_NEXT_LEVEL,
+            callable: 1,
+            config: DistCallConfig {
+                block_dim: 24,
+                aicpu_thread_num: 3,
+                enable_profiling: false,
+                enable_dump_tensor: false,
+            },
+            args: ptr::null(),
+            group_size: 1,
+        }
+    }
+
+    /// One outer dispatch + wait through both levels, in ns.
+    pub fn round_trip(&self) -> u64 {
+        let task = Self::task();
+        let mut id = 0;
+        let t = Instant::now();
+        // SAFETY: live worker; `task` is readable; `id` is writable.
+        check(
+            unsafe { dist_worker_dispatch(self.top, &task, &mut id) },
+            "dispatch",
+        );
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_wait(self.top, id) }, "wait");
+        t.elapsed().as_nanos() as u64
+    }
+
+    pub fn drain(&self) {
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_drain(self.top) }, "drain");
+    }
+
+    /// Outer tasks per second, each running one task below.
+    pub fn throughput(&self, tasks: usize) -> f64 {
+        let task = Self::task();
+        let t = Instant::now();
+        for _ in 0..tasks {
+            // SAFETY: live worker; `task` is readable; the id may be NULL.
+            check(
+                unsafe { dist_worker_dispatch(self.top, &task, ptr::null_mut()) },
+                "dispatch",
+            );
+        }
+        // SAFETY: live worker.
+        check(unsafe { dist_worker_drain(self.top) }, "drain");
+        tasks as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for TwoLevels {
+    fn drop(&mut self) {
+        // SAFETY: shut down once, here.
+        check(unsafe { dist_worker_shutdown(self.top) }, "shutdown");
+    }
+}

@@ -48,6 +48,8 @@ Environment:
   TPUT=N       only throughput through N children (1,000,000 tasks)
   SLEEPSTAT=1  only round trips to a sleeping child, beside a pipe after idle
   SPLIT=1      only dispatch and wait timed apart, ten times (ns)
+  LEVELS=1     only the cost of a level: L4 -> L3 -> child round trips
+               beside direct L3 -> child ones, and tasks/s through two levels
   DIST_BENCH_OPTS=key=value,...
                waiting tunables of every pool: worker_spin_us,
                dispatcher_spin_us, wait_spin_us, poll_interval_us
@@ -155,6 +157,44 @@ fn single_measurement(tunables: &Tunables) -> bool {
         println!(
             "sleeping child p50 {:.1} p99 {:.1}; pipe after idle p50 {:.1}",
             l.p50, l.p99, c.p50
+        );
+        return true;
+    }
+    if std::env::var("LEVELS").is_ok() {
+        let direct = Pool::new(1, tunables);
+        let two = capi::TwoLevels::new(tunables);
+        // Each path in a block of its own, so its workers stay hot.
+        let block = |rt: &dyn Fn() -> u64, drain: &dyn Fn()| {
+            for _ in 0..1000 {
+                rt();
+            }
+            let mut v = Vec::with_capacity(20_000);
+            for i in 0..20_000 {
+                v.push(rt());
+                if i % 4096 == 4095 {
+                    drain();
+                }
+            }
+            drain();
+            v
+        };
+        let d = block(&|| direct.round_trip(), &|| direct.drain());
+        let l = block(&|| two.round_trip(), &|| two.drain());
+        let (d, l) = (Lat::of(d), Lat::of(l));
+        println!(
+            "direct L3 -> child p50 {:.3} us p99 {:.3}; L4 -> L3 -> child p50 {:.3} us p99 {:.3}",
+            d.p50, d.p99, l.p50, l.p99
+        );
+        println!(
+            "a level costs {:.3} us at p50 (target: L4 -> L3 -> child <= 2 x direct + 1 us = {:.3})",
+            l.p50 - d.p50,
+            2.0 * d.p50 + 1.0
+        );
+        two.throughput(20_000);
+        println!(
+            "tasks/s through two levels: {:.0} (direct, 1 child: {:.0})",
+            median(|| two.throughput(100_000)),
+            median(|| direct.throughput(100_000))
         );
         return true;
     }
