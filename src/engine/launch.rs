@@ -22,6 +22,20 @@ pub struct Launch {
 }
 
 impl Engine {
+    /// Puts member `member` of task `idx` on idle worker `w` (taken off its
+    /// idle stack by the caller): an order for progress to carry out.
+    pub(super) fn assign(&mut self, idx: u32, member: u32, w: u32) {
+        self.running[w as usize] = Some(idx);
+        // Never 0, so a fresh mailbox's done_seq matches no launch.
+        self.launches = self.launches.wrapping_add(1).max(1);
+        self.launches_out.push(Launch {
+            slot: idx,
+            member,
+            worker: w,
+            token: super::token(idx, self.launches),
+        });
+    }
+
     /// Whether launches were decided and not yet taken.
     pub fn has_launches(&self) -> bool {
         !self.launches_out.is_empty()

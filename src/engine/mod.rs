@@ -349,15 +349,7 @@ impl Engine {
             self.slots[idx as usize].phase = Phase::Running;
             for member in 0..self.slots[idx as usize].members() {
                 let w = self.pools[ty.index()].idle.pop().expect("counted above");
-                self.running[w as usize] = Some(idx);
-                // Never 0, so a fresh mailbox's done_seq matches no launch.
-                self.launches = self.launches.wrapping_add(1).max(1);
-                self.launches_out.push(Launch {
-                    slot: idx,
-                    member,
-                    worker: w,
-                    token: token(idx, self.launches),
-                });
+                self.assign(idx, member, w);
             }
         }
     }

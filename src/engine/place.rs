@@ -5,7 +5,7 @@
 //! is never moved: if a named worker leaves its pool, the task ends.
 
 use super::slot::{task_id, Phase};
-use super::{Engine, Launch, MemberArgs, TaskSpec};
+use super::{Engine, MemberArgs, TaskSpec};
 use crate::abi::DistTaskId;
 use crate::status::{fail, Error, Result, Status};
 use crate::worker::WorkerType;
@@ -101,14 +101,7 @@ impl Engine {
                 let idle = &mut self.pools[ty.index()].idle;
                 let at = idle.iter().position(|&x| x == w).expect("checked idle");
                 idle.remove(at);
-                self.running[w as usize] = Some(idx);
-                self.launches = self.launches.wrapping_add(1).max(1);
-                self.launches_out.push(Launch {
-                    slot: idx,
-                    member,
-                    worker: w,
-                    token: super::token(idx, self.launches),
-                });
+                self.assign(idx, member, w);
             }
         }
     }

@@ -147,14 +147,21 @@ unsafe impl Send for CCallable {}
 
 impl CCallable {
     fn call(&mut self, callable: u64, view: &TaskView<'_>, config: &DistCallConfig) -> i32 {
-        let v = DistTaskView {
+        let v = DistTaskView::from(view);
+        // SAFETY: `f` is the caller's callable; the view and config outlive the call.
+        unsafe { (self.f)(self.user, callable, &v, config) }
+    }
+}
+
+/// What a C callable receives: the decoded blob's arrays, in place.
+impl From<&TaskView<'_>> for DistTaskView {
+    fn from(view: &TaskView<'_>) -> DistTaskView {
+        DistTaskView {
             tensor_count: view.tensors.len() as i32,
             scalar_count: view.scalars.len() as i32,
             tensors: view.tensors.as_ptr(),
             scalars: view.scalars.as_ptr(),
-        };
-        // SAFETY: `f` is the caller's callable; the view and config outlive the call.
-        unsafe { (self.f)(self.user, callable, &v, config) }
+        }
     }
 }
 

@@ -51,12 +51,7 @@ impl Level for CLevel {
     }
 
     fn run(&mut self, callable: u64, args: &TaskView<'_>, config: &DistCallConfig) -> Outcome {
-        let view = DistTaskView {
-            tensor_count: args.tensors.len() as i32,
-            scalar_count: args.scalars.len() as i32,
-            tensors: args.tensors.as_ptr(),
-            scalars: args.scalars.as_ptr(),
-        };
+        let view = DistTaskView::from(args);
         // SAFETY: the caller's orchestration function, with the live inner
         // worker this value owns; the view and config outlive the call.
         let code = unsafe { (self.orch)(self.user, self.inner, callable, &view, config) };

@@ -2,7 +2,7 @@
 
 use super::convert::{self, CMembers};
 use super::handle::DistWorker;
-use super::{arg, lookup, put, Out};
+use super::{arg, lookup, null, put, Out};
 use crate::abi::{
     DistDataType, DistStatus, DistTask, DistTaskId, DistTensor, DIST_TENSOR_MAX_DIMS,
 };
@@ -29,21 +29,8 @@ pub unsafe extern "C" fn dist_worker_dispatch(
     out_task: *mut DistTaskId,
 ) -> DistStatus {
     boundary!(|| {
-        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
-        // dist_worker_create: the `# Safety` contract of this function.
-        let w = unsafe { lookup(worker) }?;
-        // SAFETY: `task` is NULL (refused) or points to a readable DistTask.
-        let t = unsafe { arg(task, "task") }?;
-        let ty = WorkerType::from_abi(t.worker_type)?;
-        let members = CMembers::new(t.args, t.group_size)?;
-        let spec = TaskSpec {
-            ty,
-            callable: t.callable,
-            // SAFETY: `task` is readable, so is its config.
-            config: unsafe { convert::config(&t.config) },
-            members: &members,
-        };
-        let id = w.submit(&spec)?;
+        // SAFETY: this function's contract is `submit`'s, with no placement.
+        let id = unsafe { submit(worker, task, None) }?;
         // SAFETY: `out_task` is NULL (skipped) or writable, per this function's contract.
         unsafe { put(out_task, id) };
         Ok(())
@@ -74,32 +61,50 @@ pub unsafe extern "C" fn dist_worker_dispatch_on(
     out_task: *mut DistTaskId,
 ) -> DistStatus {
     boundary!(|| {
-        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
-        // dist_worker_create: the `# Safety` contract of this function.
-        let w = unsafe { lookup(worker) }?;
-        // SAFETY: `task` is NULL (refused) or points to a readable DistTask.
-        let t = unsafe { arg(task, "task") }?;
-        let ty = WorkerType::from_abi(t.worker_type)?;
-        let members = CMembers::new(t.args, t.group_size)?;
-        let n = t.group_size.max(1) as usize;
-        // SAFETY: `worker_indices` is NULL (refused) or readable for one
-        // entry per member, per this function's contract; n <= MAX_GROUP.
-        let indices = unsafe {
-            arg(worker_indices, "worker_indices")
-                .map(|p| std::slice::from_raw_parts(p as *const u32, n))
-        }?;
-        let spec = TaskSpec {
-            ty,
-            callable: t.callable,
-            // SAFETY: `task` is readable, so is its config.
-            config: unsafe { convert::config(&t.config) },
-            members: &members,
-        };
-        let id = w.submit_on(&spec, indices)?;
+        if worker_indices.is_null() {
+            return Err(null("worker_indices"));
+        }
+        // SAFETY: this function's contract is `submit`'s, the indices
+        // readable for one entry per member.
+        let id = unsafe { submit(worker, task, Some(worker_indices)) }?;
         // SAFETY: `out_task` is NULL (skipped) or writable, per this function's contract.
         unsafe { put(out_task, id) };
         Ok(())
     })
+}
+
+/// What both dispatch functions do: checks and converts `task`, then
+/// submits it, placed on `indices` (one per member) when given.
+///
+/// # Safety
+/// As `dist_worker_dispatch`; `indices`, when given, readable for
+/// `max(group_size, 1)` entries.
+unsafe fn submit(
+    worker: *mut DistWorker,
+    task: *const DistTask,
+    indices: Option<*const u32>,
+) -> crate::Result<DistTaskId> {
+    // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+    // dist_worker_create, per the caller's contract.
+    let w = unsafe { lookup(worker) }?;
+    // SAFETY: `task` is NULL (refused) or points to a readable DistTask.
+    let t = unsafe { arg(task, "task") }?;
+    let ty = WorkerType::from_abi(t.worker_type)?;
+    let members = CMembers::new(t.args, t.group_size)?;
+    let place = match indices {
+        None => &[][..],
+        // SAFETY: readable for one entry per member (the caller's
+        // contract); CMembers::new bounded the count by MAX_GROUP.
+        Some(p) => unsafe { std::slice::from_raw_parts(p, t.group_size.max(1) as usize) },
+    };
+    let spec = TaskSpec {
+        ty,
+        callable: t.callable,
+        // SAFETY: `task` is readable, so is its config.
+        config: unsafe { convert::config(&t.config) },
+        members: &members,
+    };
+    w.submit_on(&spec, place)
 }
 
 /// Waits for a task and returns its status (any number of times, until the
