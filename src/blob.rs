@@ -27,6 +27,17 @@ pub struct Args<'a> {
     pub scalars: &'a [u64],
 }
 
+impl<'a> Args<'a> {
+    /// Arguments of scalars alone (no tensors).
+    pub fn scalars(scalars: &'a [u64]) -> Args<'a> {
+        Args {
+            tensors: &[],
+            tags: None,
+            scalars,
+        }
+    }
+}
+
 /// What a serving side decodes from a blob.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskView<'a> {

@@ -134,11 +134,7 @@ fn a_caller_owned_child_named_by_pid_is_noticed_and_left_to_the_caller() {
     rt.wait(rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap())
         .unwrap();
     let die = [9u64];
-    let a = [Args {
-        tensors: &[],
-        tags: None,
-        scalars: &die,
-    }];
+    let a = [Args::scalars(&die)];
     let e = rt
         .wait(rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap())
         .unwrap_err();

@@ -40,11 +40,7 @@ fn spawned_children_serve_tasks_and_are_reaped() {
     let mut ids = Vec::new();
     for c in 0..48u64 {
         let s = [c, 3];
-        let a = [Args {
-            tensors: &[],
-            tags: None,
-            scalars: &s,
-        }];
+        let a = [Args::scalars(&s)];
         ids.push(rt.submit(&spec(WorkerType::Sub, c, &a)).unwrap());
     }
     for id in ids {

@@ -46,11 +46,7 @@ fn submit_on(
 ) -> dist_worker::Result<u64> {
     let members: Vec<Args<'_>> = tags
         .iter()
-        .map(|t| Args {
-            tensors: &[],
-            tags: None,
-            scalars: std::slice::from_ref(t),
-        })
+        .map(|t| Args::scalars(std::slice::from_ref(t)))
         .collect();
     rt.submit_on(&spec(WorkerType::Sub, callable, &members), workers)
 }

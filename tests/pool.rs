@@ -35,11 +35,7 @@ fn thread_workers_run_tasks_in_dispatch_order() {
         .unwrap();
     for i in 0..100u64 {
         let s = [i];
-        let a = [Args {
-            tensors: &[],
-            tags: None,
-            scalars: &s,
-        }];
+        let a = [Args::scalars(&s)];
         rt.submit(&spec(WorkerType::Sub, 5, &a)).unwrap();
     }
     rt.drain().unwrap();
@@ -133,14 +129,7 @@ fn groups_run_on_distinct_workers_at_once() {
         .unwrap();
     }
     let sc = [[10u64], [11], [12]];
-    let members: Vec<Args> = sc
-        .iter()
-        .map(|s| Args {
-            tensors: &[],
-            tags: None,
-            scalars: s,
-        })
-        .collect();
+    let members: Vec<Args> = sc.iter().map(|s| Args::scalars(s)).collect();
     let id = rt.submit(&spec(WorkerType::Sub, 1, &members)).unwrap();
     rt.wait(id).unwrap();
     let mut got = seen.lock().unwrap().clone();
@@ -152,14 +141,7 @@ fn groups_run_on_distinct_workers_at_once() {
     assert_eq!(vals, vec![10, 11, 12]);
     // A failing member fails the group; too large a group is refused.
     let sc = [[1u64], [99]];
-    let members: Vec<Args> = sc
-        .iter()
-        .map(|s| Args {
-            tensors: &[],
-            tags: None,
-            scalars: s,
-        })
-        .collect();
+    let members: Vec<Args> = sc.iter().map(|s| Args::scalars(s)).collect();
     let id = rt.submit(&spec(WorkerType::Sub, 1, &members)).unwrap();
     assert_eq!(rt.wait(id).unwrap_err().status, Status::TaskFailed);
     let four = vec![Args::default(); 4];
@@ -204,49 +186,27 @@ fn bad_input_is_refused() {
         ndims: 6,
         dtype: DIST_FLOAT32,
     };
-    let a = [Args {
-        tensors: &[t],
-        tags: None,
-        scalars: &[],
-    }];
-    assert_eq!(
-        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
-        Status::InvalidArgument
-    );
+    // The status a submit of one member with these arguments is refused with.
+    let refused = |tensors: &[DistTensor], tags: Option<&[i32]>, scalars: &[u64]| {
+        let a = [Args {
+            tensors,
+            tags,
+            scalars,
+        }];
+        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status
+    };
+    assert_eq!(refused(&[t], None, &[]), Status::InvalidArgument);
     let t = DistTensor {
         ndims: 1,
         dtype: 9,
         ..t
     };
-    let a = [Args {
-        tensors: &[t],
-        tags: None,
-        scalars: &[],
-    }];
-    assert_eq!(
-        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
-        Status::InvalidArgument
-    );
+    assert_eq!(refused(&[t], None, &[]), Status::InvalidArgument);
     let t = DistTensor { dtype: 0, ..t };
-    let tags = [7];
-    let a = [Args {
-        tensors: &[t],
-        tags: Some(&tags),
-        scalars: &[],
-    }];
-    assert_eq!(
-        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
-        Status::InvalidArgument
-    );
-    let tags = [DIST_ARG_OUTPUT];
+    assert_eq!(refused(&[t], Some(&[7]), &[]), Status::InvalidArgument);
     let big = vec![7u64; 131_072]; // past the 1 MiB blob limit
-    let a = [Args {
-        tensors: &[t],
-        tags: Some(&tags),
-        scalars: &big,
-    }];
     assert_eq!(
-        rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap_err().status,
+        refused(&[t], Some(&[DIST_ARG_OUTPUT]), &big),
         Status::ArgsTooLarge
     );
     // A refused submit leaves nothing behind.
@@ -279,11 +239,7 @@ fn a_child_can_say_why_it_failed() {
         .unwrap();
     for ty in [WorkerType::Sub, WorkerType::NextLevel] {
         let (bad, good) = ([1u64], [0u64]);
-        let a = [Args {
-            tensors: &[],
-            tags: None,
-            scalars: &bad,
-        }];
+        let a = [Args::scalars(&bad)];
         let e = rt.wait(rt.submit(&spec(ty, 7, &a)).unwrap()).unwrap_err();
         assert_eq!(e.status, Status::TaskFailed);
         assert!(
@@ -292,11 +248,7 @@ fn a_child_can_say_why_it_failed() {
             "{}",
             e.message
         );
-        let a = [Args {
-            tensors: &[],
-            tags: None,
-            scalars: &good,
-        }];
+        let a = [Args::scalars(&good)];
         rt.wait(rt.submit(&spec(ty, 7, &a)).unwrap()).unwrap();
     }
     let _ = rt.drain();

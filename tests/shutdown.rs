@@ -25,11 +25,7 @@ fn hang(_: u64, v: &dist_worker::TaskView<'_>, _: &DistCallConfig) -> i32 {
 
 fn submit(rt: &Runtime, ty: WorkerType, hang: bool) {
     let s = [hang as u64];
-    let a = [Args {
-        tensors: &[],
-        tags: None,
-        scalars: &s,
-    }];
+    let a = [Args::scalars(&s)];
     rt.submit(&TaskSpec {
         ty,
         callable: 7,

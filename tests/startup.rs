@@ -10,6 +10,14 @@ fn gone(pid: i32) -> bool {
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) == -1 }
 }
 
+/// Starts `rt`, which must fail with CHILD_DIED saying `why`.
+fn start_fails_with(rt: &Runtime, why: &str) -> dist_worker::Error {
+    let e = rt.start().unwrap_err();
+    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
+    assert!(e.message.contains(why), "{}", e.message);
+    e
+}
+
 #[test]
 fn a_failed_init_fails_start_and_leaves_no_child() {
     let rt = Runtime::new(Options::default()).unwrap();
@@ -23,14 +31,7 @@ fn a_failed_init_fails_start_and_leaves_no_child() {
             Box::new(|_, _, _| 0),
         )
         .unwrap();
-    let e = rt.start().unwrap_err();
-    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
-    assert!(
-        e.message
-            .contains(&format!("NEXT_LEVEL worker 1 (child pid {bad})")),
-        "{}",
-        e.message
-    );
+    let e = start_fails_with(&rt, &format!("NEXT_LEVEL worker 1 (child pid {bad})"));
     assert!(e.message.contains("error 7"), "{}", e.message);
     assert!(gone(ok) && gone(bad), "every child reaped");
     assert_eq!(rt.start().unwrap_err().status, Status::ShutDown);
@@ -48,14 +49,7 @@ fn a_child_that_dies_before_it_is_ready_fails_start() {
             Box::new(|_, _, _| 0),
         )
         .unwrap();
-    let e = rt.start().unwrap_err();
-    assert_eq!(e.status, Status::ChildDied, "{}", e.message);
-    assert!(
-        e.message
-            .contains("exited with status 3 before it was ready"),
-        "{}",
-        e.message
-    );
+    start_fails_with(&rt, "exited with status 3 before it was ready");
     assert!(gone(pid));
     rt.shutdown().unwrap();
 }

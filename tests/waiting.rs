@@ -105,11 +105,7 @@ fn completions_reach_a_sleeping_dispatcher_and_sleeping_waiters() {
         // Tasks long enough that the waiter sleeps on the doorbell, and gaps
         // long enough that the child and the dispatcher sleep too.
         let s = [round % 3 * 300];
-        let a = [Args {
-            tensors: &[],
-            tags: None,
-            scalars: &s,
-        }];
+        let a = [Args::scalars(&s)];
         let id = rt.submit(&spec(WorkerType::Sub, 1, &a)).unwrap();
         if round % 2 == 0 {
             rt.wait(id).unwrap();

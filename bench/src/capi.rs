@@ -75,44 +75,44 @@ fn check(s: DistStatus, what: &str) {
     }
 }
 
-/// A started DistWorker with `children` forked SUB children; shut down on drop.
-pub struct Pool {
-    w: *mut DistWorker,
-    pids: Vec<i32>,
+/// The library's default options with `tunables` applied.
+fn options(tunables: &Tunables) -> DistWorkerOptions {
+    // SAFETY: DistWorkerOptions holds only integers, so all-zero bytes are
+    // a valid value; options_init then writes through a valid pointer.
+    let mut o = unsafe {
+        let mut o = std::mem::zeroed::<DistWorkerOptions>();
+        dist_worker_options_init(&mut o);
+        o
+    };
+    tunables.apply(&mut o);
+    o
 }
 
-impl Pool {
-    pub fn new(children: usize, tunables: &Tunables) -> Pool {
-        // SAFETY: DistWorkerOptions holds only integers, so all-zero bytes are
-        // a valid value; options_init then writes through a valid pointer.
-        let mut o = unsafe {
-            let mut o = std::mem::zeroed::<DistWorkerOptions>();
-            dist_worker_options_init(&mut o);
-            o
-        };
-        tunables.apply(&mut o);
+/// A started DistWorker sent no-op tasks of one worker type; shut down on drop.
+pub struct Host {
+    w: *mut DistWorker,
+    ty: DistWorkerType,
+}
+
+impl Host {
+    /// Creates a worker with `o`, lets `register` add its workers, starts it.
+    fn start(
+        o: &DistWorkerOptions,
+        ty: DistWorkerType,
+        register: impl FnOnce(*mut DistWorker),
+    ) -> Host {
         let mut w = ptr::null_mut();
         // SAFETY: `o` is initialised and `w` is a writable out-pointer.
-        check(unsafe { dist_worker_create(&o, &mut w) }, "create");
-        let mut pids = Vec::with_capacity(children);
-        for _ in 0..children {
-            let mut pid = 0;
-            // SAFETY: `w` is a live worker from dist_worker_create, not started
-            // yet; `noop` ignores its user pointer; `pid` is writable.
-            let s = unsafe {
-                dist_worker_spawn(w, DIST_WORKER_SUB, Some(noop), ptr::null_mut(), &mut pid)
-            };
-            check(s, "spawn");
-            pids.push(pid);
-        }
+        check(unsafe { dist_worker_create(o, &mut w) }, "create");
+        register(w);
         // SAFETY: `w` is a live worker from dist_worker_create.
         check(unsafe { dist_worker_start(w) }, "start");
-        Pool { w, pids }
+        Host { w, ty }
     }
 
     fn task(&self) -> DistTask {
         DistTask {
-            worker_type: DIST_WORKER_SUB,
+            worker_type: self.ty,
             callable: 1,
             config: DistCallConfig {
                 block_dim: 24,
@@ -144,18 +144,7 @@ impl Pool {
 
     /// One dispatch + wait, in ns.
     pub fn round_trip(&self) -> u64 {
-        let task = self.task();
-        let mut id = 0;
-        let t = Instant::now();
-        // SAFETY: live worker; `task` is readable with no args (group_size 1,
-        // args NULL); `id` is writable.
-        check(
-            unsafe { dist_worker_dispatch(self.w, &task, &mut id) },
-            "dispatch",
-        );
-        // SAFETY: live worker.
-        check(unsafe { dist_worker_wait(self.w, id) }, "wait");
-        t.elapsed().as_nanos() as u64
+        self.round_trip_split().1
     }
 
     pub fn drain(&self) {
@@ -180,11 +169,43 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl Drop for Host {
     fn drop(&mut self) {
         // SAFETY: the worker came from dist_worker_create and is shut down
         // once, here; nothing uses `self.w` after.
         check(unsafe { dist_worker_shutdown(self.w) }, "shutdown");
+    }
+}
+
+/// A host with `children` forked SUB children.
+pub struct Pool {
+    host: Host,
+    pids: Vec<i32>,
+}
+
+impl std::ops::Deref for Pool {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
+    }
+}
+
+impl Pool {
+    pub fn new(children: usize, tunables: &Tunables) -> Pool {
+        let mut pids = Vec::with_capacity(children);
+        let host = Host::start(&options(tunables), DIST_WORKER_SUB, |w| {
+            for _ in 0..children {
+                let mut pid = 0;
+                // SAFETY: `w` is a live worker from dist_worker_create, not
+                // started yet; `noop` ignores its user pointer; `pid` is writable.
+                let s = unsafe {
+                    dist_worker_spawn(w, DIST_WORKER_SUB, Some(noop), ptr::null_mut(), &mut pid)
+                };
+                check(s, "spawn");
+                pids.push(pid);
+            }
+        });
+        Pool { host, pids }
     }
 }
 
@@ -288,25 +309,12 @@ unsafe extern "C" fn one_sub_task(
 
 /// A level 4 driving one spawned level 3 that has one SUB child: each
 /// outer NEXT_LEVEL task runs one SUB no-op below.
-pub struct TwoLevels {
-    top: *mut DistWorker,
-}
-
-impl TwoLevels {
-    pub fn new(tunables: &Tunables) -> TwoLevels {
-        // SAFETY: as in `Pool::new`: all-zero options, then defaults.
-        let mut o = unsafe {
-            let mut o = std::mem::zeroed::<DistWorkerOptions>();
-            dist_worker_options_init(&mut o);
-            o
-        };
-        tunables.apply(&mut o);
-        o.level = 4;
-        let mut top = ptr::null_mut();
-        // SAFETY: `o` is initialised and `top` is a writable out-pointer.
-        check(unsafe { dist_worker_create(&o, &mut top) }, "create");
-        let mut inner = o;
-        inner.level = 3;
+pub fn two_levels(tunables: &Tunables) -> Host {
+    let mut o = options(tunables);
+    o.level = 4;
+    let mut inner = o;
+    inner.level = 3;
+    Host::start(&o, DIST_WORKER_NEXT_LEVEL, |top| {
         // SAFETY: live, not started top; both functions ignore `user`.
         let s = unsafe {
             dist_worker_spawn_level(
@@ -319,66 +327,5 @@ impl TwoLevels {
             )
         };
         check(s, "spawn_level");
-        // SAFETY: live worker.
-        check(unsafe { dist_worker_start(top) }, "start");
-        TwoLevels { top }
-    }
-
-    fn task() -> DistTask {
-        DistTask {
-            worker_type: DIST_WORKER_NEXT_LEVEL,
-            callable: 1,
-            config: DistCallConfig {
-                block_dim: 24,
-                aicpu_thread_num: 3,
-                enable_profiling: false,
-                enable_dump_tensor: false,
-            },
-            args: ptr::null(),
-            group_size: 1,
-        }
-    }
-
-    /// One outer dispatch + wait through both levels, in ns.
-    pub fn round_trip(&self) -> u64 {
-        let task = Self::task();
-        let mut id = 0;
-        let t = Instant::now();
-        // SAFETY: live worker; `task` is readable; `id` is writable.
-        check(
-            unsafe { dist_worker_dispatch(self.top, &task, &mut id) },
-            "dispatch",
-        );
-        // SAFETY: live worker.
-        check(unsafe { dist_worker_wait(self.top, id) }, "wait");
-        t.elapsed().as_nanos() as u64
-    }
-
-    pub fn drain(&self) {
-        // SAFETY: live worker.
-        check(unsafe { dist_worker_drain(self.top) }, "drain");
-    }
-
-    /// Outer tasks per second, each running one task below.
-    pub fn throughput(&self, tasks: usize) -> f64 {
-        let task = Self::task();
-        let t = Instant::now();
-        for _ in 0..tasks {
-            // SAFETY: live worker; `task` is readable; the id may be NULL.
-            check(
-                unsafe { dist_worker_dispatch(self.top, &task, ptr::null_mut()) },
-                "dispatch",
-            );
-        }
-        // SAFETY: live worker.
-        check(unsafe { dist_worker_drain(self.top) }, "drain");
-        tasks as f64 / t.elapsed().as_secs_f64()
-    }
-}
-
-impl Drop for TwoLevels {
-    fn drop(&mut self) {
-        // SAFETY: shut down once, here.
-        check(unsafe { dist_worker_shutdown(self.top) }, "shutdown");
-    }
+    })
 }

@@ -162,7 +162,7 @@ fn single_measurement(tunables: &Tunables) -> bool {
     }
     if std::env::var("LEVELS").is_ok() {
         let direct = Pool::new(1, tunables);
-        let two = capi::TwoLevels::new(tunables);
+        let two = capi::two_levels(tunables);
         // Each path in a block of its own, so its workers stay hot.
         let block = |rt: &dyn Fn() -> u64, drain: &dyn Fn()| {
             for _ in 0..1000 {

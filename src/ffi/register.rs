@@ -99,16 +99,8 @@ pub unsafe extern "C" fn dist_worker_spawn(
     user: *mut c_void,
     out_pid: *mut i32,
 ) -> DistStatus {
-    boundary!(|| {
-        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
-        // dist_worker_create: the `# Safety` contract of this function.
-        let w = unsafe { lookup(worker) }?;
-        let ty = WorkerType::from_abi(r#type)?;
-        let pid = w.spawn(ty, convert::handler(r#fn, user)?)?;
-        // SAFETY: `out_pid` is NULL (skipped) or writable, per this function's contract.
-        unsafe { put(out_pid, pid) };
-        Ok(())
-    })
+    // SAFETY: this function's contract is `spawn`'s, with no init.
+    boundary!(|| unsafe { spawn(worker, r#type, None, r#fn, user, out_pid) })
 }
 
 /// As `dist_worker_spawn`, running `init(user)` in the child before it
@@ -131,18 +123,38 @@ pub unsafe extern "C" fn dist_worker_spawn_with_init(
     out_pid: *mut i32,
 ) -> DistStatus {
     boundary!(|| {
-        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
-        // dist_worker_create: the `# Safety` contract of this function.
-        let w = unsafe { lookup(worker) }?;
-        let ty = WorkerType::from_abi(r#type)?;
         let init = init.ok_or_else(|| null("init"))?;
-        let handler = convert::handler(r#fn, user)?;
-        let user = convert::SendPtr(user);
-        // SAFETY: `init` is the caller's function, called once in the child.
-        let init: crate::runtime::Init = Box::new(move || unsafe { init(user.get()) });
-        let pid = w.spawn_with_init(ty, Some(init), handler)?;
-        // SAFETY: `out_pid` is NULL (skipped) or writable, per this function's contract.
-        unsafe { put(out_pid, pid) };
-        Ok(())
+        // SAFETY: this function's contract is `spawn`'s, `init` called in the child.
+        unsafe { spawn(worker, r#type, Some(init), r#fn, user, out_pid) }
     })
+}
+
+/// What both spawn functions do: checks the arguments, forks the child
+/// (running `init(user)` there first when given) and reports its pid.
+///
+/// # Safety
+/// As `dist_worker_spawn`; `init`, when given, is the caller's function.
+unsafe fn spawn(
+    worker: *mut DistWorker,
+    ty: DistWorkerType,
+    init: DistInitFn,
+    f: DistTaskFn,
+    user: *mut c_void,
+    out_pid: *mut i32,
+) -> crate::Result<()> {
+    // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+    // dist_worker_create, per the caller's contract.
+    let w = unsafe { lookup(worker) }?;
+    let ty = WorkerType::from_abi(ty)?;
+    let handler = convert::handler(f, user)?;
+    let init = init.map(|init| {
+        let user = convert::SendPtr(user);
+        // SAFETY: `init` is the caller's function, called once in the child
+        // with the caller's `user`.
+        Box::new(move || unsafe { init(user.get()) }) as crate::runtime::Init
+    });
+    let pid = w.spawn_with_init(ty, init, handler)?;
+    // SAFETY: `out_pid` is NULL (skipped) or writable, per the caller's contract.
+    unsafe { put(out_pid, pid) };
+    Ok(())
 }

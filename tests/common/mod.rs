@@ -30,6 +30,16 @@ pub fn spec<'a>(ty: WorkerType, callable: u64, members: &'a [Args<'a>]) -> TaskS
     }
 }
 
+/// Checks a level test's failure message ends with the leaf's own words:
+/// SUB worker 0, a child, failed callable 5 with "disk full".
+pub fn assert_failed_at_the_bottom(m: &str) {
+    assert!(m.contains("SUB worker 0 (child pid"), "{m}");
+    assert!(
+        m.ends_with("returned error 5 from callable 0x5: disk full"),
+        "{m}"
+    );
+}
+
 /// Events the log can hold.
 const LOG_CAP: usize = 1 << 21;
 
