@@ -433,7 +433,6 @@ impl Mailbox {
     ) -> Option<u32> {
         let idle = |s: u32| matches!(s, state::IDLE | state::TASK_DONE | state::CHILD_READY);
         let start = std::time::Instant::now();
-        let mut round = 0u32;
         while !spin.is_zero() {
             for _ in 0..64 {
                 let s = self.state();
@@ -446,8 +445,7 @@ impl Mailbox {
             if waited >= spin {
                 break;
             }
-            round += 1;
-            if round > PURE_SPIN_ROUNDS {
+            if waited >= PURE_SPIN {
                 crate::loom::yield_now();
             }
         }
@@ -473,8 +471,11 @@ impl Mailbox {
     }
 }
 
-/// Rounds of 64 looks a serving side spins before it starts yielding.
-const PURE_SPIN_ROUNDS: u32 = 16;
+/// How long a serving side spins without yielding: about a host's turnaround
+/// between two tasks, so a hot worker never pays a yield, while a worker that
+/// shares its core with the party it waits for lets it run soon.
+const PURE_SPIN: Duration = Duration::from_nanos(PURE_SPIN_NS);
+const PURE_SPIN_NS: u64 = 1000;
 
 #[cfg(test)]
 mod tests;

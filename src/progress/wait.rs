@@ -37,6 +37,9 @@ impl Default for WaitPolicy {
     }
 }
 
+/// Looks a waiting host thread spins before it starts yielding.
+const PURE_SPIN_LOOKS: u32 = 16;
+
 impl Progress {
     /// Blocks until `done` gives a value. While it waits, this thread makes
     /// progress itself and the dispatcher steps aside: it polls the
@@ -84,6 +87,7 @@ impl Progress {
         };
         self.bell.caller_enter();
         let start = Instant::now();
+        let mut looks = 0u32;
         let found = loop {
             if let Some(v) = check(self) {
                 break Some(v);
@@ -108,8 +112,13 @@ impl Progress {
                 self.bell
                     .sleep(Sleeper::Caller, seq, Some(self.nap_bound(nap)));
                 self.check_deadlines();
-            } else {
+            } else if looks < PURE_SPIN_LOOKS {
+                looks += 1;
                 std::hint::spin_loop();
+            } else {
+                // The worker we wait for may need this core (more runnable
+                // parties than cores): let it run between looks.
+                crate::loom::yield_now();
             }
         };
         if self.bell.caller_leave() {
