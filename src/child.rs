@@ -125,6 +125,7 @@ pub(crate) fn run_task(
     mailbox: Mailbox,
     handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
 ) -> bool {
+    let seq = mailbox.launch_seq();
     let callable = mailbox.callable();
     let config = mailbox.config();
     MESSAGE.with(|m| m.borrow_mut().clear());
@@ -143,7 +144,7 @@ pub(crate) fn run_task(
             }
         });
     }
-    mailbox.complete(error)
+    mailbox.complete(error, seq)
 }
 
 #[cfg(test)]

@@ -108,3 +108,38 @@ fn a_shutdown_during_a_slow_start_wins() {
     });
     assert_eq!(e.unwrap_err().status, Status::ShutDown);
 }
+
+/// A THREAD-mode level whose pool thread is stuck driving a hung task
+/// below: the outer shutdown closes the inner level by its own deadline,
+/// so the inner child is killed and reaped, not left running.
+#[test]
+fn a_stuck_thread_level_is_closed_with_its_children_at_the_deadline() {
+    let top = Runtime::new(options()).unwrap();
+    let inner = Runtime::new(Options {
+        shutdown_timeout: Some(Duration::from_secs(60)),
+        ..Options::default()
+    })
+    .unwrap();
+    let child = inner.spawn(WorkerType::Sub, Box::new(hang)).unwrap();
+    top.add_level(
+        inner,
+        Box::new(|inner, _, v, _| {
+            submit(inner, WorkerType::Sub, v.scalars.first() == Some(&1));
+            0
+        }),
+    )
+    .unwrap();
+    submit(&top, WorkerType::NextLevel, true);
+    std::thread::sleep(Duration::from_millis(100)); // the task hangs below
+    let t = std::time::Instant::now();
+    let e = top.shutdown().unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(e.status, Status::Timeout, "{}", e.message);
+    // 300 ms deadline plus the documented 200 ms grace, and some slack.
+    assert!(took < Duration::from_millis(800), "took {took:?}");
+    let gone = !std::path::Path::new(&format!("/proc/{child}")).exists();
+    assert!(
+        gone,
+        "the inner level's child {child} outlived the shutdown"
+    );
+}

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// process that created it: in a copy made by fork() every call but
 /// `dist_worker_shutdown` returns DIST_ERR_BAD_STATE.
 pub struct DistWorker {
-    pub(super) core: Runtime,
+    /// Shared with an outer level that drives it (which may close it).
+    pub(super) core: std::sync::Arc<Runtime>,
     /// Calls in progress on it, so shutdown frees it only once they left.
     pub(super) calls: AtomicUsize,
     /// Registered as a level of another worker, which owns it now.
@@ -25,7 +26,7 @@ impl DistWorker {
     /// A new handle owning `core`, as `dist_worker_create` makes.
     pub(super) fn boxed(core: Runtime) -> *mut DistWorker {
         Box::into_raw(Box::new(DistWorker {
-            core,
+            core: std::sync::Arc::new(core),
             calls: AtomicUsize::new(0),
             adopted: std::sync::atomic::AtomicBool::new(false),
         }))

@@ -59,6 +59,11 @@ impl Level for CLevel {
         let inner = unsafe { &(*self.inner).core };
         outcome(code, inner.drain())
     }
+
+    fn runtime(&self) -> Option<std::sync::Arc<crate::runtime::Runtime>> {
+        // SAFETY: the inner worker stays live until this value is dropped.
+        Some(unsafe { (*self.inner).core.clone() })
+    }
 }
 
 impl Drop for CLevel {
@@ -96,6 +101,8 @@ pub unsafe extern "C" fn dist_worker_add_level(
         // SAFETY: `outer` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(outer) }?;
+        // Registration closed (after start) comes before any argument check.
+        w.registration_open()?;
         if inner.is_null() {
             return Err(null("inner"));
         }
@@ -173,6 +180,8 @@ pub unsafe extern "C" fn dist_worker_spawn_level(
         // SAFETY: `outer` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(outer) }?;
+        // Registration closed (after start) comes before any argument check.
+        w.registration_open()?;
         let setup = setup.ok_or_else(|| null("setup"))?;
         let orch = orch.ok_or_else(|| null("orch"))?;
         // SAFETY: `options` is NULL or points to an initialised DistWorkerOptions.

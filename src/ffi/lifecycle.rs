@@ -104,19 +104,22 @@ pub unsafe extern "C" fn dist_worker_shutdown(worker: *mut DistWorker) -> DistSt
                 ),
             ));
         }
+        if w.core.is_forked_copy() {
+            // Calls of other threads were copied mid-way and never return,
+            // and locks they held stay held: free this copy's memory alone.
+            // SAFETY: ownership returns to Rust once; nothing in this copy
+            // can use the worker after its shutdown.
+            drop(unsafe { Box::from_raw(worker) });
+            return Ok(());
+        }
         let outcome = w.core.close();
         // Calls still inside (a wait woken by the close) leave promptly,
-        // within the shutdown's own bound. In a forked copy, calls of other
-        // threads were copied mid-way and will never return: there is
-        // nobody to wait for.
+        // within the shutdown's own bound.
         let bound = w
             .core
             .close_by()
             .unwrap_or(Instant::now() + SHUTDOWN_GRACE)
             .max(Instant::now() + Duration::from_millis(5));
-        if w.core.is_forked_copy() {
-            w.calls.store(0, Ordering::Release);
-        }
         if w.core.left_threads() {
             // A pool thread still in a callable may call this worker when
             // the callable returns: its memory must outlive it.

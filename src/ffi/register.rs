@@ -26,6 +26,8 @@ pub unsafe extern "C" fn dist_worker_add_process(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
+        // Registration closed (after start) comes before any argument check.
+        w.registration_open()?;
         let ty = WorkerType::from_abi(r#type)?;
         // SAFETY: the caller keeps the 4096 mailbox bytes mapped until shutdown.
         let mb = unsafe { convert::mailbox(mailbox) }?;
@@ -52,6 +54,8 @@ pub unsafe extern "C" fn dist_worker_set_process_pid(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
+        // Registration closed (after start) comes before any argument check.
+        w.registration_open()?;
         // SAFETY: only compared with registered mailboxes, never dereferenced here.
         let mb = unsafe { convert::mailbox(mailbox) }?;
         w.set_process_pid(mb, pid)
@@ -76,6 +80,8 @@ pub unsafe extern "C" fn dist_worker_add_thread(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
+        // Registration closed (after start) comes before any argument check.
+        w.registration_open()?;
         let ty = WorkerType::from_abi(r#type)?;
         w.add_thread(ty, convert::handler(r#fn, user)?)
     })
@@ -145,6 +151,8 @@ unsafe fn spawn(
     // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
     // dist_worker_create, per the caller's contract.
     let w = unsafe { lookup(worker) }?;
+    // Registration closed (after start) comes before any argument check.
+    w.registration_open()?;
     let ty = WorkerType::from_abi(ty)?;
     let handler = convert::handler(f, user)?;
     let init = init.map(|init| {

@@ -376,13 +376,20 @@ impl Mailbox {
             .is_ok()
     }
 
-    /// Serving side: reports a finished task, echoing its launch sequence.
-    /// Returns false, and leaves the state alone, when the parent wrote
-    /// something else meanwhile (SHUTDOWN at a deadline): a late completion
-    /// never erases it.
-    pub fn complete(&self, error: i32) -> bool {
+    /// Serving side, at TASK_READY: the sequence number of the launch it is
+    /// about to run (echoed by `complete`).
+    pub fn launch_seq(&self) -> u32 {
+        self.u32_at(OFF_LAUNCH_SEQ).load(Ordering::Relaxed)
+    }
+
+    /// Serving side: reports a finished task, echoing `seq`, the launch
+    /// sequence read when the task was taken (`launch_seq`): read at
+    /// completion it could already be the next launch's, had a stray
+    /// TASK_DONE let the parent move on. Returns false, and leaves the state
+    /// alone, when the parent wrote something else meanwhile (SHUTDOWN at a
+    /// deadline): a late completion never erases it.
+    pub fn complete(&self, error: i32, seq: u32) -> bool {
         self.error_word().store(error as u32, Ordering::Relaxed);
-        let seq = self.u32_at(OFF_LAUNCH_SEQ).load(Ordering::Relaxed);
         self.u32_at(OFF_DONE_SEQ).store(seq, Ordering::Relaxed);
         #[cfg(loom)]
         if crate::progress::loom_model::bugs::plain_complete() {

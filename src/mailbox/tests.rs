@@ -30,7 +30,7 @@ fn write_and_read_back_a_task() {
     assert_eq!(raw(20, 4), 2i32.to_le_bytes());
     assert_eq!(raw(24, 4), 1i32.to_le_bytes());
     assert_eq!(raw(28, 4), 0i32.to_le_bytes());
-    assert!(mb.complete(-5));
+    assert!(mb.complete(-5, mb.launch_seq()));
     assert_eq!(mb.state(), state::TASK_DONE);
     assert_eq!(raw(44, 4), 7u32.to_le_bytes());
     assert_eq!(mb.error(), -5);

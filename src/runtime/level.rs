@@ -12,6 +12,7 @@ use crate::child;
 use crate::mailbox::OwnedMailbox;
 use crate::status::{fail, Result, Status};
 use crate::worker::{Mode, WorkerType};
+use std::sync::Arc;
 
 /// One level driven by a pool thread of the level above.
 pub trait Level: Send {
@@ -20,6 +21,11 @@ pub trait Level: Send {
     /// Runs one outer task: drives the inner level, drains it, and returns
     /// 0, or an error code with the message that explains it.
     fn run(&mut self, callable: u64, args: &TaskView<'_>, config: &DistCallConfig) -> Outcome;
+    /// The inner runtime, when it lives in this process (THREAD mode), so
+    /// the outer level can close it at its shutdown deadline.
+    fn runtime(&self) -> Option<Arc<Runtime>> {
+        None
+    }
 }
 
 /// What one outer task on a level came to.
@@ -45,7 +51,7 @@ pub fn outcome(code: i32, drained: Result<()>) -> Outcome {
 /// A Rust inner level: the runtime and its orchestration function. The
 /// inner level is shut down when the outer one drops its worker.
 struct RustLevel {
-    inner: Option<Runtime>,
+    inner: Option<Arc<Runtime>>,
     orch: Orch,
 }
 
@@ -59,12 +65,16 @@ impl Level for RustLevel {
         let code = (self.orch)(inner, callable, args, config);
         outcome(code, inner.drain())
     }
+
+    fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.inner.clone()
+    }
 }
 
 impl Drop for RustLevel {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            let _ = inner.shutdown();
+            let _ = inner.close();
         }
     }
 }
@@ -83,7 +93,7 @@ impl Runtime {
         }
         self.add_level_with(move || {
             Box::new(RustLevel {
-                inner: Some(inner),
+                inner: Some(Arc::new(inner)),
                 orch,
             })
         })
@@ -101,6 +111,7 @@ impl Runtime {
         let owned = OwnedMailbox::new()?;
         let level = make();
         let number = level.number();
+        life.levels.extend(level.runtime());
         regs.push(Registration {
             ty: WorkerType::NextLevel,
             mode: Mode::Thread,
@@ -142,7 +153,7 @@ impl Runtime {
             let inner = Runtime::new(options).map_err(|e| -(e.status as i32))?;
             match setup(&inner) {
                 0 => Ok(Box::new(RustLevel {
-                    inner: Some(inner),
+                    inner: Some(Arc::new(inner)),
                     orch,
                 }) as Box<dyn Level>),
                 code => Err(code),

@@ -119,6 +119,10 @@ struct Life {
     left_threads: bool,
     /// Names pool threads.
     next_thread: u64,
+    /// Inner levels served by pool threads (THREAD mode): a shutdown that
+    /// passes its deadline closes them itself, so a pool thread stuck
+    /// driving one cannot keep it (and its children) running.
+    levels: Vec<Arc<Runtime>>,
 }
 
 /// The stage, mirrored for the hot path, which reads it without the lock:
@@ -155,6 +159,9 @@ pub struct Runtime {
     control: std::mem::ManuallyDrop<SharedMap>,
     /// The process's fork count at creation (see `sys::lifeline`).
     fork_generation: u64,
+    /// The process mark at creation: differs in a copy made without the
+    /// fork handlers (see `sys::lifeline`).
+    mark: u64,
     /// The process that created it.
     creator: i32,
     /// Unique in the process (see `POOL_THREAD`).
@@ -199,6 +206,7 @@ impl Runtime {
                 close_by: None,
                 left_threads: false,
                 next_thread: 0,
+                levels: Vec::new(),
             }),
             phase: AtomicU8::new(phase::SETUP),
             options,
@@ -206,6 +214,7 @@ impl Runtime {
             heap: std::mem::ManuallyDrop::new(heap),
             control: std::mem::ManuallyDrop::new(control),
             fork_generation: lifeline::fork_generation(),
+            mark: lifeline::process_mark(),
             creator: sys::getpid(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             waiting: AtomicUsize::new(0),
@@ -226,7 +235,7 @@ impl Runtime {
     /// Whether this runtime is being used in a copy of its process made by
     /// `fork()` (where everything it shares belongs to the original).
     pub fn is_forked_copy(&self) -> bool {
-        lifeline::fork_generation() != self.fork_generation
+        lifeline::fork_generation() != self.fork_generation || lifeline::marked_elsewhere(self.mark)
     }
 
     /// The stage of its life, refusing a forked copy.
@@ -429,6 +438,7 @@ impl Drop for Runtime {
             }
         } else {
             let _ = self.close();
+            setup::forget_mailboxes(self.id);
         }
         if !self
             .life

@@ -10,13 +10,22 @@ use crate::reaper::Spawned;
 use crate::status::{fail, Result, Status};
 use crate::sys::{self, lifeline};
 use crate::worker::{Mode, WorkerType};
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard};
 
 /// An init function run in a spawned child before it serves (0 = ready).
 pub type Init = Box<dyn FnOnce() -> i32 + Send>;
 
 const AFTER_START: &str =
     "workers are registered before the pool starts (first dispatch or dist_worker_start)";
+
+/// Caller-owned mailboxes registered by the live runtimes of this process,
+/// with the runtime's id: a mailbox serves one worker of one runtime.
+static REGISTERED: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
+
+/// Forgets the mailboxes runtime `id` registered (it is gone).
+pub(super) fn forget_mailboxes(id: u64) {
+    lock(&REGISTERED).retain(|&(_, owner)| owner != id);
+}
 
 impl Runtime {
     /// The registrations, while the pool has not started.
@@ -33,6 +42,12 @@ impl Runtime {
             Stage::Setup(_) => Ok(life),
             _ => fail(Status::BadState, AFTER_START),
         }
+    }
+
+    /// Ok while workers may still be registered (before start); otherwise
+    /// the status a registration gets, whatever its arguments.
+    pub fn registration_open(&self) -> Result<()> {
+        self.setup().map(drop)
     }
 
     /// Registers a PROCESS worker served by a caller-started child through `mailbox`.
@@ -63,6 +78,31 @@ impl Runtime {
                 ),
             );
         }
+        let (heap, heap_len) = self.heap();
+        let heap = heap as usize;
+        if base < heap + heap_len && base + SIZE > heap {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} lies in this worker's heap ring, which the engine hands out",
+                    mailbox.as_ptr()
+                ),
+            );
+        }
+        let mut taken = lock(&REGISTERED);
+        if let Some(&(other, _)) = taken
+            .iter()
+            .find(|&&(b, id)| id != self.id && b.abs_diff(base) < SIZE)
+        {
+            return fail(
+                Status::InvalidArgument,
+                format!(
+                    "mailbox {:p} overlaps mailbox {:p}, registered with another DistWorker                      of this process: a mailbox serves one worker",
+                    mailbox.as_ptr(),
+                    other as *const u8
+                ),
+            );
+        }
         let s = mailbox.state();
         if s != state::IDLE {
             return fail(
@@ -73,6 +113,7 @@ impl Runtime {
                 ),
             );
         }
+        taken.push((base, self.id));
         regs.push(Registration {
             ty,
             mode: Mode::External(None),

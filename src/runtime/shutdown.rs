@@ -22,11 +22,21 @@ impl Runtime {
     /// Shuts the runtime down (see the module doc); later calls return Ok.
     /// Threads blocked in `wait` or `drain` return before it does.
     pub fn close(&self) -> Result<()> {
+        self.close_within(None)
+    }
+
+    /// As `close`, with its deadline no later than `until` (an outer level
+    /// closing an inner one at its own deadline).
+    pub fn close_within(&self, until: Option<Instant>) -> Result<()> {
         if self.is_forked_copy() {
             return Ok(()); // nothing here is this copy's to stop
         }
         // The deadline starts now, even if a start holds the life cycle.
-        let deadline = self.options.shutdown_timeout.map(|t| Instant::now() + t);
+        let own = self.options.shutdown_timeout.map(|t| Instant::now() + t);
+        let deadline = match (own, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let exit_by = deadline.map(|d| d + SHUTDOWN_GRACE);
         self.phase.store(phase::CLOSING, Ordering::Release);
         let (stage, reaper) = {
@@ -53,6 +63,14 @@ impl Runtime {
                     .shared
                     .wait_for_until(deadline, |e| (e.unfinished() == 0).then(|| e.close()));
                 let overdue = finished.is_none().then(|| self.end_overdue_work());
+                if overdue.is_some() {
+                    // A pool thread driving an inner level may be stuck in
+                    // it: close the inner levels by the same deadline.
+                    let levels = std::mem::take(&mut lock(&self.life).levels);
+                    for inner in levels {
+                        let _ = inner.close_within(deadline);
+                    }
+                }
                 // Waiters see their tasks' outcomes before the ids go.
                 self.shared.wake_waiters();
                 // Other threads' waits and drains come first: a drain in

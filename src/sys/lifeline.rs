@@ -13,7 +13,10 @@
 //!
 //! The same handler counts forks: a runtime remembers the count it was
 //! created under, and a different count means it runs in a copy of its
-//! process, where it must touch nothing it shares with the original.
+//! process, where it must touch nothing it shares with the original. Copies
+//! that skip the handlers (`_Fork`, a raw `clone`) are told by a page the
+//! kernel wipes in every copy (`MADV_WIPEONFORK`, Linux 4.14): it holds the
+//! pid of the process that marked it, and reads 0 in a copy.
 
 use crate::status::{Error, Result};
 use std::cell::UnsafeCell;
@@ -105,6 +108,65 @@ pub fn init() {
 /// saw at creation exactly when the runtime runs in a forked copy.
 pub fn fork_generation() -> u64 {
     FORKS.load(Ordering::Relaxed)
+}
+
+/// One word on a page the kernel zeroes in every copy of the process made
+/// by fork, `_Fork` or clone without shared memory (MADV_WIPEONFORK).
+/// 0 also where the kernel cannot wipe (then only the fork count tells).
+struct Mark(*mut AtomicU64);
+
+// SAFETY: the word is only accessed atomically.
+unsafe impl Sync for Mark {}
+// SAFETY: as above; the page lives as long as the process.
+unsafe impl Send for Mark {}
+
+fn mark_word() -> Option<&'static AtomicU64> {
+    static MARK: once_cell::sync::OnceCell<Option<Mark>> = once_cell::sync::OnceCell::new();
+    let mark = MARK.get_or_init(|| {
+        // SAFETY: a fresh private anonymous page, never unmapped.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: madvise on the page just mapped.
+        if unsafe { libc::madvise(p, 4096, libc::MADV_WIPEONFORK) } != 0 {
+            // SAFETY: unmapping the page just mapped, which nobody uses.
+            unsafe { libc::munmap(p, 4096) };
+            return None;
+        }
+        Some(Mark(p as *mut AtomicU64))
+    });
+    // SAFETY: the page is mapped for the life of the process and holds an
+    // aligned u64 at its start.
+    mark.as_ref().map(|m| unsafe { &*m.0 })
+}
+
+/// Marks this process as the owner of what it creates now; returns the mark
+/// (its pid, or 0 where the kernel cannot wipe a page on fork).
+pub fn process_mark() -> u64 {
+    match mark_word() {
+        Some(w) => {
+            let pid = crate::sys::getpid() as u64;
+            w.store(pid, Ordering::Relaxed);
+            pid
+        }
+        None => 0,
+    }
+}
+
+/// Whether the mark `made` (from `process_mark`) was made in another
+/// process: this one is a copy. One load; false where pages cannot be wiped.
+pub fn marked_elsewhere(made: u64) -> bool {
+    made != 0 && mark_word().is_some_and(|w| w.load(Ordering::Relaxed) != made)
 }
 
 /// `fcntl` command choosing the signal of an `O_ASYNC` descriptor (Linux;

@@ -298,8 +298,8 @@ static void *stream_tasks(void *p) {
               "the message does not say why");                                \
     } while (0)
 
-static void section_fork_copy(void) {
-    SECTION("fork_copy: a copy made by fork() after start touches nothing shared");
+static void fork_copy_with(pid_t (*copier)(void), const char *how) {
+    printf("-- copies made by %s\n", how);
     DistWorker *w = make(10000);
     EXPECT_OK(dist_worker_spawn(w, DIST_WORKER_SUB, work, NULL, NULL));
     EXPECT_OK(dist_worker_spawn(w, DIST_WORKER_SUB, work, NULL, NULL));
@@ -309,7 +309,7 @@ static void section_fork_copy(void) {
     pthread_t t;
     pthread_create(&t, NULL, stream_tasks, &s);
     nap_ms(5);
-    pid_t copy = fork();
+    pid_t copy = copier();
     if (copy == 0) {
         DistTaskId id = 0;
         uint32_t shape[1] = {4};
@@ -339,6 +339,20 @@ static void section_fork_copy(void) {
     EXPECT_OK(dist_worker_shutdown(w));
 }
 
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE_UNDERSCORE_FORK 1
+#endif
+
+static void section_fork_copy(void) {
+    SECTION("fork_copy: a copy made by fork() after start touches nothing shared");
+    fork_copy_with(fork, "fork()");
+#ifdef HAVE_UNDERSCORE_FORK
+    /* _Fork runs no atfork handlers: the copy is told by a page the kernel
+       wipes in every copy. */
+    fork_copy_with(_Fork, "_Fork()");
+#endif
+}
+
 /* ---- registration ------------------------------------------------------ */
 
 static void section_registration(void) {
@@ -353,6 +367,16 @@ static void section_registration(void) {
     EXPECT_ERR(dist_worker_add_process(w, DIST_WORKER_SUB, mb + DIST_MAILBOX_SIZE - 8), DIST_ERR_INVALID_ARGUMENT);
     EXPECT_OK(dist_worker_add_process(w, DIST_WORKER_SUB, mb + DIST_MAILBOX_SIZE)); /* adjacent is fine */
     EXPECT_OK(dist_worker_add_thread(w, DIST_WORKER_SUB, work, NULL));
+    /* Another DistWorker of this process cannot take them either. */
+    DistWorker *other = make(2000);
+    EXPECT_ERR(dist_worker_add_process(other, DIST_WORKER_SUB, mb), DIST_ERR_INVALID_ARGUMENT);
+    EXPECT_ERR(dist_worker_add_process(other, DIST_WORKER_SUB, mb + DIST_MAILBOX_SIZE + 8), DIST_ERR_INVALID_ARGUMENT);
+    /* Nor may a mailbox lie in the worker's own heap ring. */
+    uint32_t bytes = 4096;
+    DistTensor heap;
+    EXPECT_OK(dist_worker_alloc(other, &bytes, 1, DIST_UINT8, &heap));
+    EXPECT_ERR(dist_worker_add_process(other, DIST_WORKER_SUB, (void *)(uintptr_t)heap.data), DIST_ERR_INVALID_ARGUMENT);
+    dist_worker_shutdown(other);
     EXPECT_OK(dist_worker_start(w));
     char *later = mb + 2 * DIST_MAILBOX_SIZE;
     *(volatile int32_t *)later = DIST_MAILBOX_TASK_DONE; /* not IDLE: still BAD_STATE */
@@ -361,6 +385,11 @@ static void section_registration(void) {
     EXPECT_ERR(dist_worker_add_thread(w, DIST_WORKER_SUB, work, NULL), DIST_ERR_BAD_STATE);
     EXPECT_ERR(dist_worker_spawn(w, DIST_WORKER_SUB, work, NULL, NULL), DIST_ERR_BAD_STATE);
     EXPECT_ERR(dist_worker_set_process_pid(w, mb, getpid()), DIST_ERR_BAD_STATE);
+    /* After start the life cycle answers first, whatever the arguments. */
+    EXPECT_ERR(dist_worker_add_process(w, 7, mb + 4), DIST_ERR_BAD_STATE);
+    EXPECT_ERR(dist_worker_add_thread(w, 7, NULL, NULL), DIST_ERR_BAD_STATE);
+    EXPECT_ERR(dist_worker_add_level(w, NULL, NULL, NULL), DIST_ERR_BAD_STATE);
+    EXPECT_ERR(dist_worker_spawn_level(w, NULL, NULL, NULL, NULL, NULL), DIST_ERR_BAD_STATE);
     /* Nobody serves the caller-owned mailboxes: shut down at once. */
     dist_worker_shutdown(w);
     munmap(mb, 3 * DIST_MAILBOX_SIZE);
