@@ -77,7 +77,7 @@
 /**
  * Minor version of this library.
  */
-#define DIST_WORKER_VERSION_MINOR 1
+#define DIST_WORKER_VERSION_MINOR 2
 
 /**
  * Patch version of this library.
@@ -148,7 +148,35 @@ typedef struct DistWorkerOptions {
    * doorbell (a caller-owned child) has work in flight, in µs. Default 50.
    */
   uint32_t poll_interval_us;
+  /**
+   * How long dist_worker_start waits for spawned children and levels to
+   * announce readiness, in ms; past it start fails with DIST_ERR_TIMEOUT
+   * naming the first one not ready. Default 30000; 0 = no limit.
+   */
+  uint32_t start_timeout_ms;
 } DistWorkerOptions;
+
+/**
+ * Launch configuration passed with every task.
+ */
+typedef struct DistCallConfig {
+  /**
+   * Default 24.
+   */
+  int32_t block_dim;
+  /**
+   * Default 3.
+   */
+  int32_t aicpu_thread_num;
+  /**
+   * Default false.
+   */
+  bool enable_profiling;
+  /**
+   * Default false.
+   */
+  bool enable_dump_tensor;
+} DistCallConfig;
 
 /**
  * Status returned by every fallible function (int32). Values never change.
@@ -204,28 +232,6 @@ typedef struct DistTaskView {
    */
   const uint64_t *scalars;
 } DistTaskView;
-
-/**
- * Launch configuration passed with every task.
- */
-typedef struct DistCallConfig {
-  /**
-   * Default 24.
-   */
-  int32_t block_dim;
-  /**
-   * Default 3.
-   */
-  int32_t aicpu_thread_num;
-  /**
-   * Default false.
-   */
-  bool enable_profiling;
-  /**
-   * Default false.
-   */
-  bool enable_dump_tensor;
-} DistCallConfig;
 
 /**
  * A callable: returns 0 on success, a non-zero error code on failure.
@@ -529,7 +535,8 @@ extern "C" {
 /**
  * Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
  *
- * Threads: any, at any time; it touches only `options`.
+ * Threads: any, at any time, from a callable or a child too; it touches
+ * only `options`.
  *
  * # Safety
  * A non-NULL `options` must be writable.
@@ -537,11 +544,36 @@ extern "C" {
 void dist_worker_options_init(struct DistWorkerOptions *options);
 
 /**
+ * Fills `config` with the defaults of a call config: block_dim 24,
+ * aicpu_thread_num 3, enable_profiling and enable_dump_tensor false. NULL
+ * is a no-op.
+ *
+ * Threads: any, at any time, from a callable or a child too; it touches
+ * only `config`.
+ *
+ * # Safety
+ * A non-NULL `config` must be writable.
+ */
+void dist_call_config_init(struct DistCallConfig *config);
+
+/**
+ * "MAJOR.MINOR.PATCH" of the library actually loaded: a static string,
+ * never freed. Compare it with the header's DIST_WORKER_VERSION_MAJOR,
+ * _MINOR and _PATCH to catch a program running against another build than
+ * the one it was compiled with.
+ *
+ * Threads: any, at any time, from a callable or a child too.
+ */
+const char *dist_worker_version(void);
+
+/**
  * Creates a worker. `options` NULL = defaults. The heap ring is mapped
  * MAP_SHARED here, so children forked later share it. `*out_worker` is
  * written only on success.
  *
- * Threads: any; the new worker shares nothing with others.
+ * Threads: any, at any time, from a callable or a child too (a new level
+ * inside a level); the new worker shares nothing with others, so another
+ * worker's shutdown does not touch it.
  *
  * # Safety
  * `options`, if non-NULL, must point to an initialised `DistWorkerOptions`;
@@ -607,7 +639,9 @@ DistStatus dist_worker_add_process(struct DistWorker *worker, DistWorkerType typ
  * task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
  * The caller still reaps its own child. Before start only.
  *
- * Threads: as `dist_worker_add_process`.
+ * Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+ * DIST_ERR_SHUT_DOWN after a failed start or once shutdown began). Not from
+ * a callable or a child.
  *
  * # Safety
  * `worker` from `dist_worker_create`.
@@ -635,7 +669,8 @@ DistStatus dist_worker_add_thread(struct DistWorker *worker,
  *
  * Threads: any host thread, before start; the child dies with this process
  * whichever thread spawned it (a lifeline, not a parent-death signal). Not
- * from a callable or a child.
+ * from a callable or a child. Concurrently with shutdown (or after a
+ * failed start): DIST_ERR_SHUT_DOWN, and nothing is forked.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `out_pid` NULL or writable.
@@ -699,7 +734,10 @@ DistStatus dist_worker_add_level(struct DistWorker *outer,
  * that dies ends its outer task with DIST_ERR_CHILD_DIED. `*out_pid` (may
  * be NULL) gets its pid. Registration rules as for dist_worker_spawn.
  *
- * Threads: as `dist_worker_spawn`. `setup` and `orch` run in the child.
+ * Threads: any host thread, before `outer` starts; not from a callable or a
+ * child. Concurrently with shutdown (or after a failed start):
+ * DIST_ERR_SHUT_DOWN, and nothing is forked. `setup` and `orch` run in the
+ * child, `orch` on its serving thread.
  *
  * # Safety
  * `outer` from `dist_worker_create`; `options` NULL or initialised;
@@ -742,7 +780,9 @@ DistStatus dist_worker_dispatch(struct DistWorker *worker,
  * flowing to the others, and a worker that becomes idle goes first to the
  * placed tasks that name it.
  *
- * Threads: as `dist_worker_dispatch`.
+ * Threads: any, concurrently with any call; also from a THREAD worker's
+ * callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN. In a forked
+ * copy: DIST_ERR_BAD_STATE.
  *
  * # Safety
  * As `dist_worker_dispatch`; `worker_indices` readable for the entries
@@ -770,6 +810,22 @@ DistStatus dist_worker_dispatch_on(struct DistWorker *worker,
  * `worker` from `dist_worker_create`.
  */
 DistStatus dist_worker_wait(struct DistWorker *worker, DistTaskId task);
+
+/**
+ * Waits up to `timeout_ms` for a task (0 = do not wait) and returns its
+ * status as `dist_worker_wait` does; DIST_ERR_TIMEOUT when it has not
+ * finished by then. The task is unaffected and can be waited for again.
+ *
+ * Threads: as `dist_worker_wait` (any thread, concurrently with any call;
+ * from a callable it never hangs). Concurrently with shutdown: as
+ * `dist_worker_wait`, and never past its own timeout.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_wait_timeout(struct DistWorker *worker,
+                                    DistTaskId task,
+                                    uint32_t timeout_ms);
 
 /**
  * Waits for every submitted task; returns the first failure since the last
@@ -804,7 +860,9 @@ DistStatus dist_worker_scope_begin(struct DistWorker *worker);
  * begin). Does not wait for its tasks; their memory is reclaimed once they
  * finish and nothing depends on them.
  *
- * Threads: as `dist_worker_scope_begin`.
+ * Threads: the thread that opened the scope (scopes are the worker's, not
+ * the thread's); from a callable too. Concurrently with shutdown:
+ * DIST_ERR_SHUT_DOWN.
  *
  * # Safety
  * `worker` from `dist_worker_create`.
@@ -839,7 +897,10 @@ DistStatus dist_worker_alloc(struct DistWorker *worker,
  * `data == 0`, `data` is the heap address the engine allocated. Valid from
  * dispatch until the next drain, like the task id.
  *
- * Threads: any, concurrently with any call but shutdown's end.
+ * Threads: any, concurrently with any call; from a callable too.
+ * Concurrently with shutdown: the descriptor while the id is still known,
+ * an error status (never a crash) once shutdown released it; not after
+ * `dist_worker_shutdown` returned (the worker is freed).
  *
  * # Safety
  * `worker` from `dist_worker_create`; `out_tensor` writable.
@@ -871,7 +932,9 @@ DistStatus dist_child_serve(void *mailbox, DistTaskFn fn, void *user);
  * reserved mailbox bytes that reference children leave zero.
  *
  * Threads: from inside a callable, on the thread that runs it (the message
- * is per thread).
+ * is per thread), in a child or on a pool thread; elsewhere it only sets
+ * this thread's message. It touches no worker, so a shutdown under way
+ * does not matter.
  *
  * # Safety
  * `message` must be NULL or a NUL-terminated string.
@@ -882,7 +945,8 @@ DistStatus dist_child_set_error_message(const char *message);
  * Message of the last failure on the calling thread: valid until the next
  * failing call on that thread; an empty string when there was none.
  *
- * Threads: any; the message is the calling thread's own.
+ * Threads: any, at any time, from a callable or a child too; the message is
+ * the calling thread's own, so another thread's shutdown never changes it.
  */
 const char *dist_last_error_message(void);
 
@@ -890,7 +954,8 @@ const char *dist_last_error_message(void);
  * Name of a status value ("DIST_OK", "DIST_ERR_TIMEOUT", ...); "DIST_UNKNOWN_STATUS"
  * for a value that is not one.
  *
- * Threads: any.
+ * Threads: any, at any time, from a callable or a child too (a static
+ * string; no worker is involved, so shutdown does not matter).
  */
 const char *dist_status_str(DistStatus status);
 

@@ -132,7 +132,7 @@ pub const DIST_MAX_SCOPE_DEPTH: u32 = 64;
 /// Major version of this library (equals Cargo.toml's).
 pub const DIST_WORKER_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.
-pub const DIST_WORKER_VERSION_MINOR: u32 = 1;
+pub const DIST_WORKER_VERSION_MINOR: u32 = 2;
 /// Patch version of this library.
 pub const DIST_WORKER_VERSION_PATCH: u32 = 0;
 
@@ -245,6 +245,10 @@ pub struct DistWorkerOptions {
     /// Longest sleep between polls while a worker that never rings the
     /// doorbell (a caller-owned child) has work in flight, in µs. Default 50.
     pub poll_interval_us: u32,
+    /// How long dist_worker_start waits for spawned children and levels to
+    /// announce readiness, in ms; past it start fails with DIST_ERR_TIMEOUT
+    /// naming the first one not ready. Default 30000; 0 = no limit.
+    pub start_timeout_ms: u32,
 }
 
 /// Init function of a spawned child, run in the child before it serves:

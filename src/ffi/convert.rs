@@ -200,6 +200,7 @@ impl From<&DistWorkerOptions> for Options {
             },
             alloc_timeout: Duration::from_millis(o.alloc_timeout_ms as u64),
             shutdown_timeout: optional_ms(o.shutdown_timeout_ms),
+            start_timeout: optional_ms(o.start_timeout_ms),
             worker_spin: Duration::from_micros(o.worker_spin_us as u64),
             wait: WaitPolicy {
                 spin: Duration::from_micros(o.dispatcher_spin_us as u64),
@@ -226,6 +227,7 @@ impl From<&Options> for DistWorkerOptions {
             dispatcher_spin_us: us(o.wait.spin),
             wait_spin_us: us(o.wait.caller_spin),
             poll_interval_us: us(o.wait.poll),
+            start_timeout_ms: ms(o.start_timeout),
         }
     }
 }

@@ -8,7 +8,8 @@ use std::os::raw::c_char;
 /// Message of the last failure on the calling thread: valid until the next
 /// failing call on that thread; an empty string when there was none.
 ///
-/// Threads: any; the message is the calling thread's own.
+/// Threads: any, at any time, from a callable or a child too; the message is
+/// the calling thread's own, so another thread's shutdown never changes it.
 #[no_mangle]
 pub extern "C" fn dist_last_error_message() -> *const c_char {
     last_error_ptr()
@@ -17,7 +18,8 @@ pub extern "C" fn dist_last_error_message() -> *const c_char {
 /// Name of a status value ("DIST_OK", "DIST_ERR_TIMEOUT", ...); "DIST_UNKNOWN_STATUS"
 /// for a value that is not one.
 ///
-/// Threads: any.
+/// Threads: any, at any time, from a callable or a child too (a static
+/// string; no worker is involved, so shutdown does not matter).
 #[no_mangle]
 pub extern "C" fn dist_status_str(status: DistStatus) -> *const c_char {
     let name: &'static std::ffi::CStr = match Status::from_code(status) {

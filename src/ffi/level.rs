@@ -162,7 +162,10 @@ pub type DistLevelSetupFn =
 /// that dies ends its outer task with DIST_ERR_CHILD_DIED. `*out_pid` (may
 /// be NULL) gets its pid. Registration rules as for dist_worker_spawn.
 ///
-/// Threads: as `dist_worker_spawn`. `setup` and `orch` run in the child.
+/// Threads: any host thread, before `outer` starts; not from a callable or a
+/// child. Concurrently with shutdown (or after a failed start):
+/// DIST_ERR_SHUT_DOWN, and nothing is forked. `setup` and `orch` run in the
+/// child, `orch` on its serving thread.
 ///
 /// # Safety
 /// `outer` from `dist_worker_create`; `options` NULL or initialised;

@@ -2,15 +2,17 @@
 
 use super::handle::DistWorker;
 use super::{lookup, put, Out};
-use crate::abi::{DistStatus, DistWorkerOptions};
+use crate::abi::{DistCallConfig, DistStatus, DistWorkerOptions};
 use crate::runtime::{Options, Runtime, SHUTDOWN_GRACE};
 use crate::status::{Error, Status};
+use std::os::raw::c_char;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Fills `options` with defaults: level 3, a 64 MiB heap ring. NULL is a no-op.
 ///
-/// Threads: any, at any time; it touches only `options`.
+/// Threads: any, at any time, from a callable or a child too; it touches
+/// only `options`.
 ///
 /// # Safety
 /// A non-NULL `options` must be writable.
@@ -20,11 +22,42 @@ pub unsafe extern "C" fn dist_worker_options_init(options: *mut DistWorkerOption
     unsafe { put(options, DistWorkerOptions::from(&Options::default())) };
 }
 
+/// Fills `config` with the defaults of a call config: block_dim 24,
+/// aicpu_thread_num 3, enable_profiling and enable_dump_tensor false. NULL
+/// is a no-op.
+///
+/// Threads: any, at any time, from a callable or a child too; it touches
+/// only `config`.
+///
+/// # Safety
+/// A non-NULL `config` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn dist_call_config_init(config: *mut DistCallConfig) {
+    // SAFETY: `config` is NULL (skipped) or writable, per this function's contract.
+    unsafe { put(config, DistCallConfig::default()) };
+}
+
+/// "MAJOR.MINOR.PATCH" of the library actually loaded: a static string,
+/// never freed. Compare it with the header's DIST_WORKER_VERSION_MAJOR,
+/// _MINOR and _PATCH to catch a program running against another build than
+/// the one it was compiled with.
+///
+/// Threads: any, at any time, from a callable or a child too.
+#[no_mangle]
+pub extern "C" fn dist_worker_version() -> *const c_char {
+    VERSION.as_ptr().cast()
+}
+
+/// The crate's version, NUL-terminated for C.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
 /// Creates a worker. `options` NULL = defaults. The heap ring is mapped
 /// MAP_SHARED here, so children forked later share it. `*out_worker` is
 /// written only on success.
 ///
-/// Threads: any; the new worker shares nothing with others.
+/// Threads: any, at any time, from a callable or a child too (a new level
+/// inside a level); the new worker shares nothing with others, so another
+/// worker's shutdown does not touch it.
 ///
 /// # Safety
 /// `options`, if non-NULL, must point to an initialised `DistWorkerOptions`;

@@ -40,7 +40,9 @@ pub unsafe extern "C" fn dist_worker_add_process(
 /// task then ends with DIST_ERR_CHILD_DIED and the worker leaves the pool.
 /// The caller still reaps its own child. Before start only.
 ///
-/// Threads: as `dist_worker_add_process`.
+/// Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+/// DIST_ERR_SHUT_DOWN after a failed start or once shutdown began). Not from
+/// a callable or a child.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`.
@@ -93,7 +95,8 @@ pub unsafe extern "C" fn dist_worker_add_thread(
 ///
 /// Threads: any host thread, before start; the child dies with this process
 /// whichever thread spawned it (a lifeline, not a parent-death signal). Not
-/// from a callable or a child.
+/// from a callable or a child. Concurrently with shutdown (or after a
+/// failed start): DIST_ERR_SHUT_DOWN, and nothing is forked.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `out_pid` NULL or writable.

@@ -35,7 +35,9 @@ pub unsafe extern "C" fn dist_child_serve(
 /// reserved mailbox bytes that reference children leave zero.
 ///
 /// Threads: from inside a callable, on the thread that runs it (the message
-/// is per thread).
+/// is per thread), in a child or on a pool thread; elsewhere it only sets
+/// this thread's message. It touches no worker, so a shutdown under way
+/// does not matter.
 ///
 /// # Safety
 /// `message` must be NULL or a NUL-terminated string.

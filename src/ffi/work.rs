@@ -48,7 +48,9 @@ pub unsafe extern "C" fn dist_worker_dispatch(
 /// flowing to the others, and a worker that becomes idle goes first to the
 /// placed tasks that name it.
 ///
-/// Threads: as `dist_worker_dispatch`.
+/// Threads: any, concurrently with any call; also from a THREAD worker's
+/// callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN. In a forked
+/// copy: DIST_ERR_BAD_STATE.
 ///
 /// # Safety
 /// As `dist_worker_dispatch`; `worker_indices` readable for the entries
@@ -130,6 +132,30 @@ pub unsafe extern "C" fn dist_worker_wait(worker: *mut DistWorker, task: DistTas
     })
 }
 
+/// Waits up to `timeout_ms` for a task (0 = do not wait) and returns its
+/// status as `dist_worker_wait` does; DIST_ERR_TIMEOUT when it has not
+/// finished by then. The task is unaffected and can be waited for again.
+///
+/// Threads: as `dist_worker_wait` (any thread, concurrently with any call;
+/// from a callable it never hangs). Concurrently with shutdown: as
+/// `dist_worker_wait`, and never past its own timeout.
+///
+/// # Safety
+/// `worker` from `dist_worker_create`.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_wait_timeout(
+    worker: *mut DistWorker,
+    task: DistTaskId,
+    timeout_ms: u32,
+) -> DistStatus {
+    boundary!(|| {
+        // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
+        // dist_worker_create: the `# Safety` contract of this function.
+        unsafe { lookup(worker) }?
+            .wait_timeout(task, std::time::Duration::from_millis(timeout_ms as u64))
+    })
+}
+
 /// Waits for every submitted task; returns the first failure since the last
 /// drain. Releases the ids of finished tasks.
 ///
@@ -172,7 +198,9 @@ pub unsafe extern "C" fn dist_worker_scope_begin(worker: *mut DistWorker) -> Dis
 /// begin). Does not wait for its tasks; their memory is reclaimed once they
 /// finish and nothing depends on them.
 ///
-/// Threads: as `dist_worker_scope_begin`.
+/// Threads: the thread that opened the scope (scopes are the worker's, not
+/// the thread's); from a callable too. Concurrently with shutdown:
+/// DIST_ERR_SHUT_DOWN.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`.
@@ -236,7 +264,10 @@ pub unsafe extern "C" fn dist_worker_alloc(
 /// `data == 0`, `data` is the heap address the engine allocated. Valid from
 /// dispatch until the next drain, like the task id.
 ///
-/// Threads: any, concurrently with any call but shutdown's end.
+/// Threads: any, concurrently with any call; from a callable too.
+/// Concurrently with shutdown: the descriptor while the id is still known,
+/// an error status (never a crash) once shutdown released it; not after
+/// `dist_worker_shutdown` returned (the worker is freed).
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `out_tensor` writable.

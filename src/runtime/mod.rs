@@ -46,6 +46,8 @@ pub const DEFAULT_HEAP_RING_SIZE: usize = 64 << 20;
 
 /// Default longest wait of a shutdown for work and workers to finish.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start waits for spawned children and levels to be ready.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default longest wait of an allocation for heap ring space.
 pub const DEFAULT_ALLOC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +70,9 @@ pub struct Options {
     /// How long shutdown waits for dispatched work and for workers to exit
     /// before it kills children and gives up on threads (None: no limit).
     pub shutdown_timeout: Option<Duration>,
+    /// How long start waits for spawned children and levels to announce
+    /// readiness before failing with TIMEOUT (None: no limit).
+    pub start_timeout: Option<Duration>,
     /// How library-run workers (spawned children, pool threads) spin for
     /// the next task before sleeping on their mailbox.
     pub worker_spin: Duration,
@@ -82,6 +87,7 @@ impl Default for Options {
             heap_ring_size: DEFAULT_HEAP_RING_SIZE,
             alloc_timeout: DEFAULT_ALLOC_TIMEOUT,
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
+            start_timeout: Some(DEFAULT_START_TIMEOUT),
             worker_spin: ServeOptions::default().spin,
             wait: WaitPolicy::default(),
         }

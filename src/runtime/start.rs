@@ -1,9 +1,7 @@
 //! Starting the pool: the readiness handshake with spawned children, then
 //! the library's threads (pool threads, the dispatcher, the reaper).
 
-use super::{
-    lock, phase, Life, Registration, Runtime, Stage, DEFAULT_SHUTDOWN_TIMEOUT, POOL_THREAD,
-};
+use super::{lock, phase, Life, Registration, Runtime, Stage, POOL_THREAD};
 use crate::child::{self, Handler, ServeOptions};
 use crate::mailbox::state;
 use crate::reaper::{self, Watched};
@@ -87,11 +85,7 @@ impl Runtime {
     /// Waits for every spawned child to announce it is ready (then answers
     /// IDLE), and reports the first one whose init failed or that died first.
     fn await_children(&self, regs: &[Registration]) -> Result<()> {
-        let deadline = Instant::now()
-            + self
-                .options
-                .shutdown_timeout
-                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        let deadline = self.options.start_timeout.map(|t| Instant::now() + t);
         for (index, r) in regs.iter().enumerate() {
             let Mode::Spawned(pid) = r.mode else { continue };
             let who = format!("{} worker {index} (child pid {pid})", r.ty);
@@ -117,10 +111,11 @@ impl Runtime {
                         format!("{who} {how} before it was ready"),
                     );
                 }
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let ms = self.options.start_timeout.unwrap_or_default().as_millis();
                     return fail(
                         Status::Timeout,
-                        format!("{who} did not become ready in time"),
+                        format!("{who} did not become ready within start_timeout_ms ({ms} ms)"),
                     );
                 }
                 std::thread::sleep(Duration::from_micros(100));

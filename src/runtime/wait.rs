@@ -7,6 +7,7 @@ use crate::abi::DistTaskId;
 use crate::engine::Engine;
 use crate::status::{fail, Error, Result, Status};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Counts a thread inside `wait` while it lives; the last one to leave
 /// wakes the drains that held back for it.
@@ -51,29 +52,48 @@ impl Runtime {
     /// callable's own task, on a task that needs it, or with every busy
     /// worker waiting like this) returns BAD_STATE instead of hanging.
     pub fn wait(&self, id: DistTaskId) -> Result<()> {
+        self.wait_until(id, None)
+    }
+
+    /// As `wait`, giving up after `timeout` with TIMEOUT (the task is
+    /// unaffected and can be waited for again). A zero timeout only looks.
+    pub fn wait_timeout(&self, id: DistTaskId, timeout: Duration) -> Result<()> {
+        self.wait_until(id, Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&self, id: DistTaskId, deadline: Option<Instant>) -> Result<()> {
         if self.phase()? == phase::FAILED {
             self.accepting()?;
         }
         let _inside = Waiting::enter(self);
         let nested = self.pool_worker();
-        let r = self.shared.wait_for(|e| match e.outcome(id) {
-            Err(err) => Some(Err(self.unknown_after_close(err))),
-            Ok(Some(r)) => Some(r),
-            // Recorded and checked in one critical section: of two callables
-            // that close a cycle, only the second one sees the deadlock.
-            Ok(None) => nested.and_then(|w| {
-                e.set_nested_wait(w, Some(id));
-                let stuck = e.nested_deadlock(w, id);
-                if stuck.is_some() {
-                    e.set_nested_wait(w, None);
-                }
-                stuck.map(Err)
-            }),
-        });
+        let r = self
+            .shared
+            .wait_for_until(deadline, |e| match e.outcome(id) {
+                Err(err) => Some(Err(self.unknown_after_close(err))),
+                Ok(Some(r)) => Some(r),
+                // Recorded and checked in one critical section: of two callables
+                // that close a cycle, only the second one sees the deadlock.
+                Ok(None) => nested.and_then(|w| {
+                    e.set_nested_wait(w, Some(id));
+                    let stuck = e.nested_deadlock(w, id);
+                    if stuck.is_some() {
+                        e.set_nested_wait(w, None);
+                    }
+                    stuck.map(Err)
+                }),
+            });
         if let Some(w) = nested {
             self.shared.lock().set_nested_wait(w, None);
         }
-        r
+        r.unwrap_or_else(|| {
+            fail(
+                Status::Timeout,
+                format!(
+                    "task {id:#x} has not finished yet; it runs on and can be waited for again"
+                ),
+            )
+        })
     }
 
     /// An unknown id while shutting down was released by the shutdown.
