@@ -68,7 +68,7 @@ pub unsafe extern "C" fn dist_worker_create(
     out_worker: *mut *mut DistWorker,
 ) -> DistStatus {
     boundary!(|| {
-        // SAFETY: `out_worker` is NULL (refused) or writable, per the contract.
+        // SAFETY: `out_worker` is NULL (refused) or writable, per this function's `# Safety` contract.
         let out = unsafe { Out::new(out_worker, "out_worker") }?;
         // SAFETY: `options` is NULL or points to an initialised DistWorkerOptions.
         let opts = match unsafe { options.as_ref() } {

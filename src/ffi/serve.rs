@@ -47,7 +47,7 @@ pub unsafe extern "C" fn dist_child_set_error_message(message: *const c_char) ->
         if message.is_null() {
             return Err(null("message"));
         }
-        // SAFETY: non-NULL (checked above) and NUL-terminated per the contract.
+        // SAFETY: non-NULL (checked above) and NUL-terminated per this function's `# Safety` contract.
         let bytes = unsafe { std::ffi::CStr::from_ptr(message) }.to_bytes();
         child::set_error_message(bytes);
         Ok(())

@@ -239,7 +239,7 @@ pub unsafe extern "C" fn dist_worker_alloc(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
-        // SAFETY: `out_tensor` is NULL (refused) or writable, per the contract.
+        // SAFETY: `out_tensor` is NULL (refused) or writable, per this function's `# Safety` contract.
         let out = unsafe { Out::new(out_tensor, "out_tensor") }?;
         if ndims > DIST_TENSOR_MAX_DIMS {
             return Err(Error::new(
@@ -283,7 +283,7 @@ pub unsafe extern "C" fn dist_worker_task_tensor(
         // SAFETY: `worker` is NULL (refused inside) or a live DistWorker from
         // dist_worker_create: the `# Safety` contract of this function.
         let w = unsafe { lookup(worker) }?;
-        // SAFETY: `out_tensor` is NULL (refused) or writable, per the contract.
+        // SAFETY: `out_tensor` is NULL (refused) or writable, per this function's `# Safety` contract.
         let out = unsafe { Out::new(out_tensor, "out_tensor") }?;
         out.write(w.task_tensor(task, member, index)?);
         Ok(())
