@@ -39,13 +39,59 @@ fn pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
 
 /// A child that answers every TASK_READY with TASK_DONE, spinning, until SHUTDOWN.
 fn spinning_child(mb: Mailbox) -> i32 {
+    answering_child(mb, std::hint::spin_loop)
+}
+
+/// A child that answers every TASK_READY with TASK_DONE, `idle` between
+/// looks, until SHUTDOWN.
+fn answering_child(mb: Mailbox, idle: fn()) -> i32 {
     spawn(move || loop {
         match mb.state() {
             TASK_READY => mb.set_state(TASK_DONE),
             SHUTDOWN => return,
-            _ => std::hint::spin_loop(),
+            _ => idle(),
         }
     })
+}
+
+/// Pins the calling thread (and what it forks later) to CPU `cpu`.
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity
+    // get a valid pointer to it and its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// The floor of a hand-over between two processes that share one core:
+/// both pinned to the last CPU, each yielding between looks, so every
+/// round trip is two context switches. What a level chain pays on a
+/// machine with fewer cores than runnable parties. Runs in a thread of its
+/// own, so the pinning ends with it.
+pub fn one_core_yield_floor(n: usize) -> Option<Lat> {
+    std::thread::spawn(move || {
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if !pin_to(cpus - 1) {
+            return None;
+        }
+        let owned = mailbox();
+        let mb = owned.handle();
+        let pid = answering_child(mb, std::thread::yield_now);
+        let mut s = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            hand_over(mb, std::thread::yield_now);
+            s.push(t.elapsed().as_nanos() as u64);
+            take_back(mb);
+        }
+        mb.set_state(SHUTDOWN);
+        reap(pid);
+        Some(Lat::of(s))
+    })
+    .join()
+    .expect("the one-core floor")
 }
 
 /// Hands one task to a spinning child: publishes it, then waits for

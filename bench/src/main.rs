@@ -190,6 +190,16 @@ fn single_measurement(tunables: &Tunables) -> bool {
             l.p50 - d.p50,
             2.0 * d.p50 + 1.0
         );
+        // Three parties (L4's waiter, L3, its child) on this many cores:
+        // with fewer cores than parties, two of them share one.
+        if let Some(y) = floor::one_core_yield_floor(20_000) {
+            println!(
+                "floor: two processes sharing one core, yielding between looks: p50 {:.3} us \
+                 ({} cores here)",
+                y.p50,
+                std::thread::available_parallelism().map_or(1, |c| c.get())
+            );
+        }
         two.throughput(20_000);
         println!(
             "tasks/s through two levels: {:.0} (direct, 1 child: {:.0})",
