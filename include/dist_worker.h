@@ -914,7 +914,11 @@ DistStatus dist_worker_task_tensor(struct DistWorker *worker,
 /**
  * Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN
  * (returns DIST_OK then), or until the mailbox holds a state no parent
- * writes (DIST_ERR_PROTOCOL).
+ * writes (DIST_ERR_PROTOCOL). Idle, it sleeps on the mailbox's futex (no
+ * core burnt); it announces the library's extensions (launch echo, large
+ * arguments). It returns DIST_ERR_SHUT_DOWN within 500 ms of the death of
+ * the process that started it (its parent at the call; none when that is
+ * init), so an orphan never serves on.
  *
  * Threads: the serving thread of a caller's child process (or any thread
  * that owns the mailbox's serving side); it never touches a DistWorker.

@@ -68,3 +68,74 @@ fn children_exit_within_a_second_of_their_parents_death() {
         }
     }
 }
+
+/// A caller's own child serving with `dist_child_serve` ends once the
+/// process that started it is gone, instead of serving on as an orphan.
+#[test]
+fn a_served_mailbox_ends_with_its_parent() {
+    // SAFETY: prctl with a documented option.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child runs the block and leaves with _exit.
+    let host_pid = unsafe { libc::fork() };
+    if host_pid == 0 {
+        let owned = dist_worker::wire::OwnedMailbox::new().unwrap();
+        let mb = owned.handle();
+        // SAFETY: the grandchild serves the mailbox, then leaves.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            unsafe extern "C" fn noop(
+                _: *mut std::os::raw::c_void,
+                _: u64,
+                _: *const dist_worker::abi::DistTaskView,
+                _: *const dist_worker::DistCallConfig,
+            ) -> i32 {
+                0
+            }
+            // SAFETY: a live 4096-byte shared mailbox, mapped in this process.
+            let s = unsafe {
+                dist_worker::ffi::dist_child_serve(
+                    mb.as_ptr().cast(),
+                    Some(noop),
+                    std::ptr::null_mut(),
+                )
+            };
+            // SAFETY: leave at once with the status.
+            unsafe { libc::_exit(s) }
+        }
+        // SAFETY: writing 4 bytes from a live i32 to our pipe.
+        unsafe { libc::write(fds[1], (&child as *const i32).cast(), 4) };
+        std::thread::sleep(Duration::from_millis(50)); // it falls asleep
+                                                       // SAFETY: leave at once, as a crashing host would.
+        unsafe { libc::_exit(0) }
+    }
+    let mut child = 0i32;
+    // SAFETY: reading 4 bytes into a live i32.
+    assert_eq!(
+        unsafe { libc::read(fds[0], (&mut child as *mut i32).cast(), 4) },
+        4
+    );
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(host_pid, std::ptr::null_mut(), 0) };
+    let died = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: reaping an orphan re-parented to us.
+        let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+        if r == child {
+            break;
+        }
+        assert!(
+            died.elapsed() < Duration::from_millis(1500),
+            "the serving child {child} still runs 1.5 s after its parent died"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(libc::WIFEXITED(status));
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        dist_worker::abi::DIST_ERR_SHUT_DOWN as i32 & 0xff
+    );
+}

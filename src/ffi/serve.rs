@@ -7,7 +7,11 @@ use std::os::raw::{c_char, c_void};
 
 /// Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN
 /// (returns DIST_OK then), or until the mailbox holds a state no parent
-/// writes (DIST_ERR_PROTOCOL).
+/// writes (DIST_ERR_PROTOCOL). Idle, it sleeps on the mailbox's futex (no
+/// core burnt); it announces the library's extensions (launch echo, large
+/// arguments). It returns DIST_ERR_SHUT_DOWN within 500 ms of the death of
+/// the process that started it (its parent at the call; none when that is
+/// init), so an orphan never serves on.
 ///
 /// Threads: the serving thread of a caller's child process (or any thread
 /// that owns the mailbox's serving side); it never touches a DistWorker.
@@ -24,7 +28,12 @@ pub unsafe extern "C" fn dist_child_serve(
         // SAFETY: the caller keeps the 4096 mailbox bytes mapped while it serves.
         let mb = unsafe { convert::mailbox(mailbox) }?;
         let mut h = convert::handler(r#fn, user)?;
-        child::serve(mb, &mut *h, &ServeOptions::default())
+        let parent = crate::sys::getppid();
+        let opts = ServeOptions {
+            parent: (parent > 1).then_some(parent),
+            ..ServeOptions::default()
+        };
+        child::serve(mb, &mut *h, &opts)
     })
 }
 
