@@ -136,6 +136,6 @@ fn a_served_mailbox_ends_with_its_parent() {
     assert!(libc::WIFEXITED(status));
     assert_eq!(
         libc::WEXITSTATUS(status),
-        dist_worker::abi::DIST_ERR_SHUT_DOWN as i32 & 0xff
+        dist_worker::abi::DIST_ERR_SHUT_DOWN & 0xff
     );
 }
