@@ -1,6 +1,6 @@
 //! The args blob: validation and encoding of a task's arguments at submit
-//! time, and decoding on the serving side (the layout of docs/design.md,
-//! "The mailbox").
+//! time, and decoding on the serving side (the layout of docs/protocol.md,
+//! "The args blob").
 //!
 //! ```text
 //! 0        int32 T, int32 S

@@ -1,7 +1,7 @@
 //! The unified mailbox: 4096 bytes of shared memory between a parent and
 //! the worker that serves it (a child process, or a pool thread).
 //!
-//! The wire layout and protocol are fixed (docs/design.md, "The mailbox");
+//! The wire layout and protocol are fixed (docs/protocol.md);
 //! this module is the only code that touches mailbox bytes. The parent owns
 //! the mailbox while it is IDLE or TASK_DONE, the serving side while it is
 //! TASK_READY.

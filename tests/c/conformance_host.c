@@ -1,19 +1,21 @@
 /* conformance_host: the library's parent side speaks the mailbox wire format byte for byte
- * to a child written in another language from the spec alone.
+ * to a child written in another language from docs/protocol.md alone.
  *
  *     conformance_host PYTHON3 CHILD_SCRIPT
  *
  * CHILD_SCRIPT takes `--mailbox PATH --log LOG [--fail C:CODE]` and appends
- * one JSON line per task (tests/conformance/mailbox_child.py, or the reference
- * seed_child.py). Two children (one per worker type) are forked and exec'd
- * before any library thread exists, each on its own 4096-byte /dev/shm file,
- * registered with dist_worker_add_process. The host dispatches a varied set
+ * one JSON line per task (tests/conformance/mailbox_child.py, or another
+ * implementation's child given as DIST_WORKER_REFERENCE_CHILD). Two children
+ * (one per worker type) are forked and exec'd before any library thread
+ * exists, each on its own 4096-byte /dev/shm file, registered with
+ * dist_worker_add_process. The host dispatches a varied set
  * of tasks (every dtype, ndims 1..5, scalars 0 and UINT64_MAX, no args, full
  * 4032-byte blobs, extreme config values), waits each, and checks:
  * callable 13 fails with TASK_FAILED and code 42 in the message; shutdown
  * makes each child exit 0; each child's log holds exactly the dispatched
  * tasks of its type, in order, with callable, config and decoded args equal
- * to what was dispatched, and no wire error (non-zero reserved or padding). */
+ * to what was dispatched, and no wire error (a rule of docs/protocol.md broken:
+ * a reserved or padding byte not zero, a child-owned word changed...). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
