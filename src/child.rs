@@ -134,7 +134,14 @@ pub(crate) fn run_task(
             handler(callable, &view, &config)
         }))
         .unwrap_or(ERROR_HANDLER_PANIC),
-        Err(_) => ERROR_BAD_BLOB,
+        Err(_) => {
+            set_error_message(
+                b"the args blob could not be read: malformed, or large arguments (past 4032 \
+                  bytes) in a heap ring this process does not map (a child started apart \
+                  from the host receives blobs of at most 4032 bytes)",
+            );
+            ERROR_BAD_BLOB
+        }
     };
     if error != 0 {
         MESSAGE.with(|m| {

@@ -102,3 +102,48 @@ fn a_reference_child_refuses_large_args_at_dispatch() {
     drop(rt);
     drop(owned);
 }
+
+/// A child started apart from the host (here: forked before the runtime
+/// and its heap ring exist) serves with the library's loop, which speaks
+/// large arguments, yet cannot map the heap ring: the large task fails with
+/// a message saying why, the child lives on, and small tasks still run.
+#[test]
+fn a_child_without_the_heap_ring_fails_a_large_task_and_serves_on() {
+    let owned = OwnedMailbox::new().unwrap();
+    let mb = owned.handle();
+    let pid = dist_worker::os::fork_child(move || {
+        let mut h = |_: u64, _: &dist_worker::TaskView<'_>, _: &dist_worker::DistCallConfig| 0;
+        match dist_worker::wire::serve(mb, &mut h, &Default::default()) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        }
+    })
+    .unwrap();
+    let rt = Runtime::new(Options::default()).unwrap();
+    rt.add_process(WorkerType::Sub, mb).unwrap();
+    rt.set_process_pid(mb, pid).unwrap();
+    // Let the child announce the library's extensions before start.
+    let t = std::time::Instant::now();
+    while !mb.speaks_large_args() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::yield_now();
+    }
+    let ts = tensors(300);
+    let big = [Args {
+        tensors: &ts,
+        tags: None,
+        scalars: &[],
+    }];
+    let e = rt
+        .wait(rt.submit(&spec(WorkerType::Sub, 1, &big)).unwrap())
+        .unwrap_err();
+    assert_eq!(e.status, Status::TaskFailed, "{}", e.message);
+    assert!(e.message.contains("could not be read"), "{}", e.message);
+    let small = [Args::scalars(&[1])];
+    rt.wait(rt.submit(&spec(WorkerType::Sub, 1, &small)).unwrap())
+        .unwrap();
+    let _ = rt.drain();
+    rt.shutdown().unwrap();
+    dist_worker::os::wait_child(pid, true).unwrap();
+    drop(owned);
+}

@@ -305,12 +305,19 @@ impl Mailbox {
         }
         let word = |i: usize| u64::from_le_bytes(area[i..i + 8].try_into().expect("8 bytes"));
         let (addr, len) = (word(0), word(8));
-        if addr == 0 || addr % 8 != 0 || len > crate::blob::ARGS_LIMIT as u64 {
-            return &area[..0]; // decodes as a bad blob
+        if addr == 0
+            || addr % 8 != 0
+            || len > crate::blob::ARGS_LIMIT as u64
+            || !sys::is_mapped(addr, len as usize)
+        {
+            // Decodes as a bad blob. Unmapped: a process started apart
+            // from the host does not map its heap ring.
+            return &area[..0];
         }
         // SAFETY: the parent wrote the blob at `addr` in its MAP_SHARED heap,
         // which this serving side maps at the same address (it was forked
-        // after the heap was made, or is a thread), before TASK_READY.
+        // after the heap was made, or is a thread; checked mapped above),
+        // before TASK_READY.
         unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }
     }
 

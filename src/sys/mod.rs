@@ -179,6 +179,28 @@ pub fn wait_child(pid: i32, block: bool) -> Result<Option<ExitStatus>> {
     }
 }
 
+/// Whether every page of `[addr, addr + len)` is mapped in this process
+/// (mincore fails with ENOMEM on an unmapped page). `len` at most 1 MiB.
+pub fn is_mapped(addr: u64, len: usize) -> bool {
+    const PAGE: u64 = 4096;
+    let start = addr & !(PAGE - 1);
+    let end = addr.saturating_add(len.max(1) as u64);
+    let pages = end.div_ceil(PAGE).saturating_sub(start / PAGE) as usize;
+    let mut vec = [0u8; 260];
+    if pages > vec.len() {
+        return false;
+    }
+    // SAFETY: mincore only inspects the range; `vec` has room for one byte
+    // per page of it.
+    unsafe {
+        libc::mincore(
+            start as *mut libc::c_void,
+            pages * PAGE as usize,
+            vec.as_mut_ptr(),
+        ) == 0
+    }
+}
+
 /// The parent process's id.
 pub fn getppid() -> i32 {
     // SAFETY: getppid has no preconditions.
