@@ -308,7 +308,7 @@ impl Mailbox {
         if addr == 0
             || addr % 8 != 0
             || len > crate::blob::ARGS_LIMIT as u64
-            || !sys::is_mapped(addr, len as usize)
+            || !crate::sys::is_mapped(addr, len as usize)
         {
             // Decodes as a bad blob. Unmapped: a process started apart
             // from the host does not map its heap ring.
