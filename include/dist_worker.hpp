@@ -59,9 +59,9 @@
 // dist_child_set_error_message and the callable returns
 // dist::exception_code, so the task fails with DIST_ERR_TASK_FAILED and a
 // message ending in the exception's text. Throw dist::TaskFailure(code,
-// text) to choose the code. (For an orchestration function the library
-// reports only the code: "the orchestration function returned error -100";
-// an inner task's failure still comes up with its full path.)
+// text) to choose the code. An orchestration function's exception fails
+// the outer task the same way ("the orchestration function returned error
+// -100: <what()>"); an inner task's failure comes up with its full path.
 //
 // Each registration keeps its own copy of the callable, and the library
 // never runs one registration on two threads at once, so mutable lambdas

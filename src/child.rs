@@ -39,6 +39,15 @@ pub fn set_error_message(message: &[u8]) {
     });
 }
 
+/// The message the running callable (or orchestration function) set on
+/// this thread, if any.
+pub(crate) fn current_message() -> Option<String> {
+    MESSAGE.with(|m| {
+        let m = m.borrow();
+        (!m.is_empty()).then(|| String::from_utf8_lossy(&m).into_owned())
+    })
+}
+
 /// How a serving side waits and whom it tells when a task is done.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {

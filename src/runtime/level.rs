@@ -36,15 +36,20 @@ pub type Outcome = (i32, Option<String>);
 pub type Orch = Box<dyn FnMut(&Runtime, u64, &TaskView<'_>, &DistCallConfig) -> i32 + Send>;
 
 /// What an outer task came to, from the orchestration function's code and
-/// the inner level's drain.
+/// the inner level's drain. A function that failed and said why (with
+/// `set_error_message`, as a callable does) keeps its words.
 pub fn outcome(code: i32, drained: Result<()>) -> Outcome {
     match (code, drained) {
         (0, Ok(())) => (0, None),
         (c, Err(e)) => (if c != 0 { c } else { e.status as i32 }, Some(e.message)),
-        (c, Ok(())) => (
-            c,
-            Some(format!("the orchestration function returned error {c}")),
-        ),
+        (c, Ok(())) => {
+            let said = child::current_message();
+            let m = match said {
+                Some(why) => format!("the orchestration function returned error {c}: {why}"),
+                None => format!("the orchestration function returned error {c}"),
+            };
+            (c, Some(m))
+        }
     }
 }
 

@@ -595,7 +595,7 @@ void levels() {
           "and from the THREAD level: " + std::string(s.message()));
     s = run(0, 7, 0);
     expect_status(s, DIST_ERR_TASK_FAILED, "an exception in the orchestration lambda",
-                  "the orchestration function returned error -100");
+                  "the orchestration function returned error -100: no plan for callable 7");
     (void)top.try_drain();
 
     expect_status(top.shutdown(), DIST_OK, "shutting down the top");
