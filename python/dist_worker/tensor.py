@@ -171,9 +171,10 @@ class Tensor:
         """Bytes of the tensor's elements."""
         return self.size * DType(self.dtype).itemsize
 
-    def memoryview(self, readonly=False):
-        """A memoryview of the elements (format ``dtype.format``, the
-        tensor's shape), over the memory at ``data`` in this process.
+    def memoryview(self, readonly=False, flat=False):
+        """A memoryview of the elements (format ``dtype.format``; the
+        tensor's shape, or one dimension with ``flat``), over the memory at
+        ``data`` in this process.
 
         Only for memory mapped here: the shared heap of the worker (in its
         host, and in the children it spawned), or memory the caller owns.
@@ -183,9 +184,7 @@ class Tensor:
         dtype = DType(self.dtype)
         flags = _lib.PYBUF_READ if readonly else _lib.PYBUF_WRITE
         raw = _lib.memory_view(self.data, self.nbytes, flags)
-        if not self.shape:
-            return raw.cast(dtype.format)
-        if 0 in self.shape:
+        if flat or len(self.shape) <= 1 or 0 in self.shape:
             return raw.cast(dtype.format)
         return raw.cast(dtype.format, self.shape)
 

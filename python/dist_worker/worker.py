@@ -551,7 +551,7 @@ class Worker:
             message = _lib.last_error_message()
             # The library tells "not finished yet" from a task that ended
             # with TIMEOUT by its message only.
-            if s == Status.TIMEOUT and message.startswith(f"task {task_id:#x} has not finished yet"):
+            if s == Status.TIMEOUT and f"task {task_id:#x} has not finished yet" in message:
                 if deadline is not None and time.monotonic() >= deadline:
                     return None, message
                 continue
