@@ -184,10 +184,10 @@ def _candidates():
 
         found.append(("the CMake install", os.path.normpath(os.path.join(here, _install.LIBRARY))))
     except ImportError:
-        pass
-    found.append(
-        ("the CMake install", os.path.normpath(os.path.join(here, "..", "..", "..", "..", "lib", SONAME)))
-    )
+        # Laid out as the CMake install lays it out, without _install.py.
+        if here.replace(os.sep, "/").endswith("/share/dist_worker/python/dist_worker"):
+            found.append(("the CMake install",
+                          os.path.normpath(os.path.join(here, "..", "..", "..", "..", "lib", SONAME))))
     found.append(("the loader path", SONAME))
     by_name = ctypes.util.find_library("dist_worker")
     if by_name:

@@ -180,7 +180,7 @@ class Worker:
         self._lock = threading.Lock()
         self._keep = []  # callbacks and mailboxes the library may use until shutdown
         self._opened = []  # mailboxes this worker opened itself (closed after shutdown)
-        self._pending = []  # tasks submitted since the last drain
+        self._pending = []  # (id, weak Task) submitted since the last drain
 
     @classmethod
     def _borrow(cls, ptr, level):
@@ -214,24 +214,26 @@ class Worker:
             if self._ptr is None or self._closing or not self._owned:
                 return
             self._closing = True
-        try:
-            status = _lib.lib.dist_worker_shutdown(self._ptr)
-            message = _lib.last_error_message() if status else ""
-        finally:
-            self._ptr = None
-            self._closed.set()
-            _live.discard(self)
-            for inner in self._inners:
-                inner._ptr = None
-                inner._closed.set()
-            if self._keep:
-                # A pool thread stuck in a callable past the deadline may
-                # still call it: its callbacks must outlive the worker.
-                _leaked.extend(self._keep)
-            self._keep = []
-            for mb in self._opened:
-                mb.close()
-            self._opened = []
+        status = _lib.lib.dist_worker_shutdown(self._ptr)
+        message = _lib.last_error_message() if status else ""
+        if status == Status.BAD_STATE:
+            # From one of its own callables: the library freed nothing.
+            self._closing = False
+            raise Error(status, message)
+        self._ptr = None
+        self._closed.set()
+        _live.discard(self)
+        for inner in self._inners:
+            inner._ptr = None
+            inner._closed.set()
+        if status:
+            # A pool thread left in a callable past the deadline may still
+            # call back: the callbacks must outlive the worker.
+            _leaked.extend(self._keep)
+        self._keep = []
+        for mb in self._opened:
+            mb.close()
+        self._opened = []
         if status:
             raise Error(status, message)
 
@@ -289,8 +291,10 @@ class Worker:
         ptr = self._handle()
         ty = _worker_type(type)
 
+        me = weakref.ref(self)  # no cycle: an unreferenced worker still shuts down
+
         def on_pool(callable_id, args, config):
-            _tls.pool = self
+            _tls.pool = me()
             try:
                 return fn(callable_id, args, config)
             finally:
@@ -457,7 +461,7 @@ class Worker:
                     ts[ti] = Tensor._from_c(d)
             dispatched.append(ts)
         t = Task(self, task_id, dispatched)
-        self._pending.append(t)
+        self._pending.append((task_id, weakref.ref(t)))
         return t
 
     def alloc(self, shape, dtype=DType.FLOAT32):
@@ -496,9 +500,13 @@ class Worker:
         first failure since the last drain. Releases the ids of finished
         tasks; their :class:`Task` objects keep their outcomes."""
         tasks, self._pending = self._pending, []
-        for i, t in enumerate(tasks):
+        for i, (task_id, ref) in enumerate(tasks):
             try:
-                t._settle(None)
+                t = ref()
+                if t is not None:
+                    t._settle(None)  # the Task keeps its outcome
+                else:
+                    self._wait_id(task_id, None)
             except BaseException:
                 self._pending[:0] = tasks[i:]
                 raise

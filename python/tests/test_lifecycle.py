@@ -202,3 +202,84 @@ def test_spawn_is_fork_safe_while_other_threads_run_python():
     finally:
         stop.set()
         spinner.join()
+
+
+def test_an_unreferenced_worker_is_freed_at_once():
+    import weakref
+
+    w = dw.Worker()
+    w.add_thread(ok)
+    pid = w.spawn(ok)
+    t = w.submit(dw.SUB, 1)
+    t.wait()
+    ref = weakref.ref(w)
+    del w, t  # no reference cycle keeps it: shut down right here
+    assert ref() is None
+    assert not alive(pid)
+
+
+def test_shutdown_from_a_callable_is_refused_and_changes_nothing():
+    box = {}
+
+    def shut(callable_id, args, config):
+        try:
+            box["w"].shutdown()
+        except dw.BadState as e:
+            box["error"] = e
+        return 0
+
+    with dw.Worker() as w:
+        box["w"] = w
+        w.add_thread(shut)
+        w.submit(dw.SUB, 1).wait()
+        assert box["error"].status == dw.Status.BAD_STATE
+        w.submit(dw.SUB, 1).wait()  # still running
+    box.clear()
+
+
+def test_shutdown_deadline_kills_a_stuck_child():
+    import time
+
+    def stuck(callable_id, args, config):
+        time.sleep(60)
+
+    w = dw.Worker(shutdown_timeout=0.3)
+    pid = w.spawn(stuck)
+    w.submit(dw.SUB, 1)
+    t0 = time.monotonic()
+    with pytest.raises(dw.Timeout):
+        w.shutdown()
+    assert time.monotonic() - t0 < 3.0
+    assert not alive(pid)
+
+
+def test_waits_on_other_threads_during_shutdown():
+    import threading
+    import time
+
+    def slow(callable_id, args, config):
+        time.sleep(args.scalars[0] / 1000)
+
+    results = []
+    w = dw.Worker(shutdown_timeout=5.0)
+    w.spawn(slow)
+    w.spawn(slow)
+    quick = w.submit(dw.SUB, 1, scalars=[50])
+    long = w.submit(dw.SUB, 1, scalars=[400])
+
+    def waiter(task):
+        try:
+            task.wait()
+            results.append("ok")
+        except dw.ShutDown:
+            results.append("shut down")
+
+    threads = [threading.Thread(target=waiter, args=(t,)) for t in (quick, long)]
+    for th in threads:
+        th.start()
+    time.sleep(0.1)
+    w.shutdown()  # finishes both tasks
+    for th in threads:
+        th.join(10)
+    assert sorted(results) in (["ok", "ok"], ["ok", "shut down"])
+    assert quick.status == dw.Status.OK
