@@ -58,14 +58,20 @@ SERVE = textwrap.dedent("""
             return sum(args.scalars)
         return 0
 
-    dw.serve(sys.argv[1], handler)
+    how = sys.argv[2] if len(sys.argv) > 2 else "path"
+    if how == "path":
+        dw.serve(sys.argv[1], handler)
+    else:
+        mb = dw.Mailbox.open(sys.argv[1])
+        dw.serve({"mmap": mb.mmap, "address": mb.address, "mailbox": mb}[how], handler)
     print("served", flush=True)
 """)
 
 
-def test_a_separately_started_child_serves_with_dist_worker_serve(mailbox, start, package_env):
+@pytest.mark.parametrize("how", ["path", "mmap", "address", "mailbox"])
+def test_a_separately_started_child_serves_with_dist_worker_serve(how, mailbox, start, package_env):
     assert mailbox.state == 0
-    child = start([sys.executable, "-c", SERVE, mailbox.path], env=package_env,
+    child = start([sys.executable, "-c", SERVE, mailbox.path, how], env=package_env,
                   stdout=subprocess.PIPE, text=True)
     with dw.Worker() as w:
         w.add_process(mailbox.path, pid=child.pid)  # by path: opened and mapped here

@@ -50,9 +50,9 @@ def test_tasks_run_in_the_order_their_tags_give():
         a = w.submit(dw.SUB, 1, inputs=[x], outputs=[((8,), dw.INT32)], no_dep=[log], scalars=[0])
         y = a.tensor(1)
         b = w.submit(dw.SUB, 1, inputs=[y], outputs=[((8,), dw.INT32)], no_dep=[log],
-                     scalars=[1, 100])
+                     scalars=[1, 200])
         c = w.submit(dw.SUB, 1, inputs=[y], outputs=[((8,), dw.INT32)], no_dep=[log],
-                     scalars=[2, 100])
+                     scalars=[2, 200])
         d = w.submit(dw.SUB, 2, inputs=[b.tensor(1), c.tensor(1)], inouts=[x], no_dep=[log],
                      scalars=[3])
         e = w.submit(dw.SUB, 2, inputs=[x], no_dep=[log], scalars=[4])
@@ -72,8 +72,8 @@ def test_groups_run_their_members_at_once():
     with dw.Worker() as w:
         pids = [w.spawn(record) for _ in range(2)]
         log, mv = new_log(w, 4)
-        g = w.submit(dw.SUB, 2, members=[dw.Args(no_dep=[log], scalars=[0, 100]),
-                                         dw.Args(no_dep=[log], scalars=[1, 100])])
+        g = w.submit(dw.SUB, 2, members=[dw.Args(no_dep=[log], scalars=[0, 200]),
+                                         dw.Args(no_dep=[log], scalars=[1, 200])])
         g.wait()
         m0, m1 = span(mv, 0), span(mv, 1)
         assert {m0[2], m1[2]} == set(pids)
