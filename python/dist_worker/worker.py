@@ -35,7 +35,7 @@ def _ms(name, seconds, zero_ok):
     if seconds is None:
         return 0
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0 \
-            or math.isnan(seconds):
+            or not math.isfinite(seconds):
         raise InvalidArgument(Status.INVALID_ARGUMENT, f"{name}={seconds!r}: expected seconds >= 0")
     if seconds == 0:
         if zero_ok:

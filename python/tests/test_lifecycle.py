@@ -79,6 +79,8 @@ def test_options_in_seconds_are_checked():
         dw.Worker(shutdown_timeout=-1.0)
     with pytest.raises(dw.InvalidArgument):
         dw.Worker(level="three")
+    with pytest.raises(dw.InvalidArgument):
+        dw.Worker(alloc_timeout=float("inf"))  # None is "no limit"
     with dw.Worker(level=2, heap_size=1 << 20, alloc_timeout=0, task_timeout=1.5,
                    shutdown_timeout=None, start_timeout=None, worker_spin_us=10) as w:
         assert w.level == 2
