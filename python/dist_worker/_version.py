@@ -1,0 +1,3 @@
+"""The version of the C library this package is made for (Cargo.toml's)."""
+
+__version__ = "0.2.0"

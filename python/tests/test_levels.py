@@ -1,0 +1,55 @@
+"""Levels: a Python orchestration function drives an inner level, in a
+spawned level process or on a pool thread."""
+
+import os
+
+import pytest
+
+import dist_worker as dw
+
+
+def leaf(callable_id, args, config):
+    if callable_id == 2:
+        raise ValueError("bad shape")
+    out = args.tensors[0].memoryview()
+    out[0] = out[0] + args.scalars[0]
+
+
+def orch(inner, callable_id, args, config):
+    """Adds scalars[0] to the outer tensor twice, through two inner tasks in order."""
+    t = args.tensors[0]
+    with inner.scope():
+        for _ in range(2):
+            inner.submit(dw.SUB, callable_id, inouts=[t], scalars=args.scalars)
+
+
+def test_spawned_and_thread_levels():
+    with dw.Worker(level=4) as pod:
+        pid = pod.spawn_level(lambda inner: inner.spawn(leaf) and None, orch)
+        host = dw.Worker()
+        host.add_thread(leaf)
+        pod.add_level(host, orch)
+        assert pod.pids == [pid]
+        acc = pod.alloc((1,), dw.INT64)
+        acc.memoryview()[0] = 0
+        for index, add in ((0, 5), (1, 7)):
+            pod.submit(dw.NEXT_LEVEL, 1, inouts=[acc], scalars=[add], on=[index]).wait()
+        assert acc.memoryview()[0] == 2 * 5 + 2 * 7  # the top's heap memory at every depth
+        for index, how in ((0, "child pid"), (1, "thread")):
+            scratch = pod.alloc((1,), dw.INT64)
+            with pytest.raises(dw.TaskFailed) as e:
+                pod.submit(dw.NEXT_LEVEL, 2, inouts=[scratch], scalars=[1], on=[index]).wait()
+            assert "L4 task" in e.value.message and "-> L3 worker" in e.value.message
+            assert "ValueError: bad shape" in e.value.message and how in e.value.message
+        with pytest.raises(dw.TaskFailed):
+            pod.drain()
+    with pytest.raises(dw.ShutDown):
+        host.submit(dw.SUB, 1)  # shut down with its outer level
+
+
+def test_a_failing_level_setup_fails_start():
+    pod = dw.Worker(level=4)
+    pod.spawn_level(lambda inner: 9, orch)
+    with pytest.raises(dw.ChildDied):
+        pod.start()
+    pod.shutdown()
