@@ -14,7 +14,7 @@ import traceback
 import weakref
 
 from . import _lib
-from .child import EXCEPTION_ERROR, _mailbox, init_fn, task_fn
+from .child import EXCEPTION_ERROR, _mailbox, exception_text, init_fn, set_error_message, task_fn
 from .errors import Error, InvalidArgument, ShutDown, Status, WaitTimeout
 from .tensor import (
     SUB, Args, DType, Tag, Tensor, WorkerType, _config_from_c, _config_to_c, _shape, TaskArgs,
@@ -589,11 +589,11 @@ def _orch_fn(orch, view, flush=False):
             if r is None:
                 return 0
             return int(r)
-        except BaseException:
-            # The library reports an orchestration function's code only:
-            # the traceback goes to stderr.
+        except BaseException as e:
+            # The exception's text joins the outer task's failure message
+            # ("the orchestration function returned error -1: ValueError: ...").
             try:
-                traceback.print_exc()
+                set_error_message(exception_text(e))
             except BaseException:
                 pass
             return EXCEPTION_ERROR

@@ -53,3 +53,22 @@ def test_a_failing_level_setup_fails_start():
     with pytest.raises(dw.ChildDied):
         pod.start()
     pod.shutdown()
+
+
+def failing_orch(inner, callable_id, args, config):
+    raise ValueError(f"no plan for callable {callable_id}")
+
+
+def test_an_exception_in_an_orchestration_function_fails_its_task_with_its_text():
+    with dw.Worker(level=4) as pod:
+        pod.spawn_level(lambda inner: inner.spawn(leaf) and None, failing_orch)
+        host = dw.Worker()
+        host.add_thread(leaf)
+        pod.add_level(host, failing_orch)
+        for index in (0, 1):
+            with pytest.raises(dw.TaskFailed) as e:
+                pod.submit(dw.NEXT_LEVEL, 3, on=[index]).wait()
+            assert "the orchestration function returned error" in e.value.message
+            assert "ValueError: no plan for callable 3" in e.value.message
+        with pytest.raises(dw.TaskFailed):
+            pod.drain()
