@@ -111,18 +111,7 @@ impl Host {
     }
 
     fn task(&self) -> DistTask {
-        DistTask {
-            worker_type: self.ty,
-            callable: 1,
-            config: DistCallConfig {
-                block_dim: 24,
-                aicpu_thread_num: 3,
-                enable_profiling: false,
-                enable_dump_tensor: false,
-            },
-            args: ptr::null(),
-            group_size: 1,
-        }
+        no_op_task(self.ty)
     }
 
     /// One dispatch + wait: ns to the end of the dispatch, and to the end of the wait.
@@ -329,3 +318,125 @@ pub fn two_levels(tunables: &Tunables) -> Host {
         check(s, "spawn_level");
     })
 }
+
+/// A no-op task for a worker of type `ty`: callable 1, default config, no args.
+fn no_op_task(ty: DistWorkerType) -> DistTask {
+    DistTask {
+        worker_type: ty,
+        callable: 1,
+        config: DistCallConfig {
+            block_dim: 24,
+            aicpu_thread_num: 3,
+            enable_profiling: false,
+            enable_dump_tensor: false,
+        },
+        args: ptr::null(),
+        group_size: 1,
+    }
+}
+
+/// A host with `threads` THREAD-mode SUB workers running the no-op.
+pub fn threads(threads: usize, tunables: &Tunables) -> Host {
+    Host::start(&options(tunables), DIST_WORKER_SUB, |w| {
+        for _ in 0..threads {
+            // SAFETY: `w` is live and not started; `noop` ignores `user`.
+            let s =
+                unsafe { dist_worker_add_thread(w, DIST_WORKER_SUB, Some(noop), ptr::null_mut()) };
+            check(s, "add_thread");
+        }
+    })
+}
+
+/// Resident memory of this process, in bytes (/proc/self/statm).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+impl Host {
+    /// `tasks` no-op tasks that each take the one tensor at a fixed address
+    /// as INOUT, so each waits for the one before: a chain. Tasks per second.
+    pub fn chain_throughput(&self, tasks: usize) -> f64 {
+        let tensor = DistTensor {
+            data: 0x1000,
+            shapes: [1, 0, 0, 0, 0],
+            ndims: 1,
+            dtype: DIST_UINT64,
+        };
+        let tag = DIST_ARG_INOUT;
+        let args = DistTaskArgs {
+            tensors: &tensor,
+            tags: &tag,
+            tensor_count: 1,
+            scalars: ptr::null(),
+            scalar_count: 0,
+        };
+        let mut task = self.task();
+        task.args = &args;
+        let t = Instant::now();
+        for _ in 0..tasks {
+            // SAFETY: live worker; `task` and the args it points to are
+            // readable for the call; the id may be NULL.
+            check(
+                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
+                "dispatch",
+            );
+        }
+        self.drain();
+        tasks as f64 / t.elapsed().as_secs_f64()
+    }
+
+    /// Bytes of resident memory each dispatched, not yet drained no-op task
+    /// costs: the growth over a batch of `tasks`, per task (then drained).
+    pub fn bytes_per_undrained_task(&self, tasks: usize) -> f64 {
+        let task = self.task();
+        let before = resident_bytes();
+        for _ in 0..tasks {
+            // SAFETY: live worker; `task` is readable; the id may be NULL.
+            check(
+                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
+                "dispatch",
+            );
+        }
+        let grown = resident_bytes().saturating_sub(before);
+        self.drain();
+        grown as f64 / tasks as f64
+    }
+
+    /// `threads` host threads each dispatching `tasks / threads` no-op
+    /// tasks at once, then one drain. Tasks per second.
+    pub fn concurrent_throughput(&self, threads: usize, tasks: usize) -> f64 {
+        let w = SendWorker(self.w);
+        let ty = self.ty;
+        let per = tasks / threads;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                let w = &w;
+                s.spawn(move || {
+                    let task = no_op_task(ty);
+                    for _ in 0..per {
+                        // SAFETY: live worker, shared by the threads as the
+                        // C API allows; `task` is readable; the id may be NULL.
+                        check(
+                            unsafe { dist_worker_dispatch(w.0, &task, ptr::null_mut()) },
+                            "dispatch",
+                        );
+                    }
+                });
+            }
+        });
+        self.drain();
+        (per * threads) as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+/// A DistWorker pointer handed to submitting threads.
+struct SendWorker(*mut DistWorker);
+// SAFETY: the C API may be called on one DistWorker from any thread.
+unsafe impl Sync for SendWorker {}

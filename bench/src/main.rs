@@ -21,6 +21,7 @@
 mod capi;
 mod floor;
 mod report;
+mod scale;
 
 use capi::{Pool, Tunables, SLEEP_GAP};
 use report::Report;
@@ -48,6 +49,9 @@ Environment:
   TPUT=N       only throughput through N children (1,000,000 tasks)
   SLEEPSTAT=1  only round trips to a sleeping child, beside a pipe after idle
   SPLIT=1      only dispatch and wait timed apart, ten times (ns)
+  SCALE=1      only the engine at scale: 1,000,000-task batches through 2
+               THREAD workers and an INOUT chain, bytes per undrained task,
+               4 submitting threads, and 4 children beside 2 busy processes
   LEVELS=1     only the cost of a level: L4 -> L3 -> child round trips
                beside direct L3 -> child ones, and tasks/s through two levels
   DIST_BENCH_OPTS=key=value,...
@@ -206,6 +210,10 @@ fn single_measurement(tunables: &Tunables) -> bool {
             median(|| two.throughput(100_000)),
             median(|| direct.throughput(100_000))
         );
+        return true;
+    }
+    if std::env::var("SCALE").is_ok() {
+        scale::measure(1_000_000, 3, tunables).print();
         return true;
     }
     if std::env::var("SPLIT").is_ok() {
