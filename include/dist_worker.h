@@ -586,8 +586,10 @@ DistStatus dist_worker_create(const struct DistWorkerOptions *options,
  * Starts the pool (threads and dispatcher). Also done by the first
  * dispatch. Calling it again is a no-op.
  *
- * Threads: any host thread; concurrent calls start the pool once. Not from a
- * callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
+ * Threads: any host thread; concurrent calls start the pool once. From a
+ * callable (the pool already runs) it returns DIST_OK and does nothing; a
+ * child has no DistWorker of its parent to start. Concurrently with
+ * shutdown: DIST_ERR_SHUT_DOWN.
  *
  * # Safety
  * `worker` from `dist_worker_create`.
@@ -611,7 +613,9 @@ DistStatus dist_worker_start(struct DistWorker *worker);
  * work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
  * `worker` is freed only after every such call has returned (never, if a
  * pool thread was left running in a callable that may still use it); no
- * call may start once this function may have returned. In a copy of the
+ * call may start once this function may have returned. A second shutdown
+ * from another thread while one is under way returns DIST_ERR_SHUT_DOWN at
+ * once and frees nothing (the first frees the worker). In a copy of the
  * process made by fork(), it frees the copy's memory only and touches no
  * mailbox or child.
  *
@@ -626,7 +630,8 @@ DistStatus dist_worker_shutdown(struct DistWorker *worker);
  *
  * Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
  * DIST_ERR_SHUT_DOWN after a failed start). Concurrent registrations are
- * serialised. Not from a callable or a child.
+ * serialised. Not from a callable or a child (DIST_ERR_BAD_STATE: the pool
+ * runs). Concurrently with shutdown: DIST_ERR_SHUT_DOWN, nothing registered.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `mailbox` must stay mapped until shutdown.
@@ -651,7 +656,9 @@ DistStatus dist_worker_set_process_pid(struct DistWorker *worker, void *mailbox,
 /**
  * Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
  *
- * Threads: as `dist_worker_add_process`.
+ * Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+ * DIST_ERR_SHUT_DOWN after a failed start); not from a callable or a child.
+ * Concurrently with shutdown: DIST_ERR_SHUT_DOWN, nothing registered.
  *
  * # Safety
  * `worker` from `dist_worker_create`; `fn` and `user` must be callable from
@@ -711,8 +718,11 @@ DistStatus dist_worker_spawn_with_init(struct DistWorker *worker,
  * DIST_ERR_INVALID_ARGUMENT. Registration rules as for the other add
  * functions (before `outer` starts).
  *
- * Threads: as `dist_worker_add_thread`. `orch` runs on a pool thread of
- * `outer` and may call any function on `inner` but shutdown.
+ * Threads: any host thread, before `outer` starts (DIST_ERR_BAD_STATE
+ * after); not from a callable or a child. Concurrently with shutdown (or
+ * after a failed start): DIST_ERR_SHUT_DOWN, and `inner` stays the
+ * caller's. `orch` runs on a pool thread of `outer` and may call any
+ * function on `inner` but shutdown.
  *
  * # Safety
  * `outer` and `inner` from `dist_worker_create`; `orch` and `user` must be
@@ -847,8 +857,9 @@ DistStatus dist_worker_drain(struct DistWorker *worker);
  * Scopes belong to the worker: open and close them from one submitting thread.
  *
  * Threads: one submitting thread at a time (scopes are the worker's, not the
- * thread's); from a callable too. Concurrently with shutdown:
- * DIST_ERR_SHUT_DOWN.
+ * thread's: a callable that opens one nests it inside whatever the host has
+ * open, and must end it before the host ends its own). From a callable
+ * too. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
  *
  * # Safety
  * `worker` from `dist_worker_create`.

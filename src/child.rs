@@ -39,6 +39,11 @@ pub fn set_error_message(message: &[u8]) {
     });
 }
 
+/// Forgets any message set on this thread (a forked child starts clean).
+pub(crate) fn clear_message() {
+    MESSAGE.with(|m| m.borrow_mut().clear());
+}
+
 /// The message the running callable (or orchestration function) set on
 /// this thread, if any.
 pub(crate) fn current_message() -> Option<String> {

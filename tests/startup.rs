@@ -27,12 +27,15 @@ fn a_failed_init_fails_start_and_leaves_no_child() {
     let bad = rt
         .spawn_with_init(
             WorkerType::NextLevel,
-            Some(Box::new(|| 7)),
+            Some(Box::new(|| {
+                dist_worker::set_error_message(b"no device 3");
+                7
+            })),
             Box::new(|_, _, _| 0),
         )
         .unwrap();
     let e = start_fails_with(&rt, &format!("NEXT_LEVEL worker 1 (child pid {bad})"));
-    assert!(e.message.contains("error 7"), "{}", e.message);
+    assert!(e.message.contains("error 7: no device 3"), "{}", e.message);
     assert!(gone(ok) && gone(bad), "every child reaped");
     assert_eq!(rt.start().unwrap_err().status, Status::ShutDown);
     rt.shutdown().unwrap();

@@ -20,6 +20,8 @@ pub struct DistWorker {
     pub(super) calls: AtomicUsize,
     /// Registered as a level of another worker, which owns it now.
     pub(super) adopted: std::sync::atomic::AtomicBool,
+    /// A shutdown is under way: a second one returns at once.
+    pub(super) closing: std::sync::atomic::AtomicBool,
 }
 
 impl DistWorker {
@@ -29,6 +31,7 @@ impl DistWorker {
             core: std::sync::Arc::new(core),
             calls: AtomicUsize::new(0),
             adopted: std::sync::atomic::AtomicBool::new(false),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }

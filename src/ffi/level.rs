@@ -84,8 +84,11 @@ impl Drop for CLevel {
 /// DIST_ERR_INVALID_ARGUMENT. Registration rules as for the other add
 /// functions (before `outer` starts).
 ///
-/// Threads: as `dist_worker_add_thread`. `orch` runs on a pool thread of
-/// `outer` and may call any function on `inner` but shutdown.
+/// Threads: any host thread, before `outer` starts (DIST_ERR_BAD_STATE
+/// after); not from a callable or a child. Concurrently with shutdown (or
+/// after a failed start): DIST_ERR_SHUT_DOWN, and `inner` stays the
+/// caller's. `orch` runs on a pool thread of `outer` and may call any
+/// function on `inner` but shutdown.
 ///
 /// # Safety
 /// `outer` and `inner` from `dist_worker_create`; `orch` and `user` must be

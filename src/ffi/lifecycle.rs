@@ -84,8 +84,10 @@ pub unsafe extern "C" fn dist_worker_create(
 /// Starts the pool (threads and dispatcher). Also done by the first
 /// dispatch. Calling it again is a no-op.
 ///
-/// Threads: any host thread; concurrent calls start the pool once. Not from a
-/// callable. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
+/// Threads: any host thread; concurrent calls start the pool once. From a
+/// callable (the pool already runs) it returns DIST_OK and does nothing; a
+/// child has no DistWorker of its parent to start. Concurrently with
+/// shutdown: DIST_ERR_SHUT_DOWN.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`.
@@ -114,7 +116,9 @@ pub unsafe extern "C" fn dist_worker_start(worker: *mut DistWorker) -> DistStatu
 /// work is finished (DIST_ERR_SHUT_DOWN if the id was released meanwhile).
 /// `worker` is freed only after every such call has returned (never, if a
 /// pool thread was left running in a callable that may still use it); no
-/// call may start once this function may have returned. In a copy of the
+/// call may start once this function may have returned. A second shutdown
+/// from another thread while one is under way returns DIST_ERR_SHUT_DOWN at
+/// once and frees nothing (the first frees the worker). In a copy of the
 /// process made by fork(), it frees the copy's memory only and touches no
 /// mailbox or child.
 ///
@@ -135,6 +139,17 @@ pub unsafe extern "C" fn dist_worker_shutdown(worker: *mut DistWorker) -> DistSt
                     "called from a callable on the pool thread of worker {index}: shutdown \
                      joins that thread; call it from a host thread"
                 ),
+            ));
+        }
+        // A second shutdown while one is under way: counted as a call in
+        // progress (so the first frees nothing under it), then it leaves.
+        w.calls.fetch_add(1, Ordering::AcqRel);
+        let already = w.closing.swap(true, Ordering::AcqRel);
+        w.calls.fetch_sub(1, Ordering::AcqRel);
+        if already {
+            return Err(Error::new(
+                Status::ShutDown,
+                "another thread is shutting this worker down; it frees the worker when done",
             ));
         }
         if w.core.is_forked_copy() {

@@ -12,7 +12,8 @@ use std::os::raw::c_void;
 ///
 /// Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
 /// DIST_ERR_SHUT_DOWN after a failed start). Concurrent registrations are
-/// serialised. Not from a callable or a child.
+/// serialised. Not from a callable or a child (DIST_ERR_BAD_STATE: the pool
+/// runs). Concurrently with shutdown: DIST_ERR_SHUT_DOWN, nothing registered.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `mailbox` must stay mapped until shutdown.
@@ -66,7 +67,9 @@ pub unsafe extern "C" fn dist_worker_set_process_pid(
 
 /// Registers a THREAD worker: `fn(user, ...)` runs on a pool thread. Before start only.
 ///
-/// Threads: as `dist_worker_add_process`.
+/// Threads: any host thread, before start (DIST_ERR_BAD_STATE after;
+/// DIST_ERR_SHUT_DOWN after a failed start); not from a callable or a child.
+/// Concurrently with shutdown: DIST_ERR_SHUT_DOWN, nothing registered.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`; `fn` and `user` must be callable from

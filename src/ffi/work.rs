@@ -180,8 +180,9 @@ pub unsafe extern "C" fn dist_worker_drain(worker: *mut DistWorker) -> DistStatu
 /// Scopes belong to the worker: open and close them from one submitting thread.
 ///
 /// Threads: one submitting thread at a time (scopes are the worker's, not the
-/// thread's); from a callable too. Concurrently with shutdown:
-/// DIST_ERR_SHUT_DOWN.
+/// thread's: a callable that opens one nests it inside whatever the host has
+/// open, and must end it before the host ends its own). From a callable
+/// too. Concurrently with shutdown: DIST_ERR_SHUT_DOWN.
 ///
 /// # Safety
 /// `worker` from `dist_worker_create`.

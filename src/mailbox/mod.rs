@@ -347,8 +347,9 @@ impl Mailbox {
     /// `MESSAGE_CAPACITY` bytes) in the blob area, which the task no longer needs.
     pub fn set_message(&self, message: &[u8]) {
         let n = message.len().min(MESSAGE_CAPACITY);
-        // SAFETY: the serving side owns the mailbox (TASK_READY); the blob
-        // area holds at least MESSAGE_CAPACITY bytes.
+        // SAFETY: the serving side owns the mailbox (TASK_READY, or before
+        // it announces itself); the blob area holds at least
+        // MESSAGE_CAPACITY bytes.
         unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), self.bytes().add(OFF_ARGS), n) };
         self.u32_at(OFF_MESSAGE_LEN)
             .store(n as u32, Ordering::Relaxed);
@@ -357,8 +358,10 @@ impl Mailbox {
     /// Parent side, at TASK_DONE: the message a library child left, if any.
     /// Reference children never write it, and `write_task` clears it.
     pub fn message(&self) -> Option<String> {
-        let n = self.u32_at(OFF_MESSAGE_LEN).load(Ordering::Relaxed) as usize;
-        if n == 0 || n > MESSAGE_CAPACITY {
+        // A longer length (a foreign child's) is cut to the capacity.
+        let n =
+            (self.u32_at(OFF_MESSAGE_LEN).load(Ordering::Relaxed) as usize).min(MESSAGE_CAPACITY);
+        if n == 0 {
             return None;
         }
         // SAFETY: the parent owns the mailbox at TASK_DONE; n is in bounds.

@@ -222,7 +222,14 @@ impl Runtime {
             if !lifeline::hold(read_end) || sys::getppid() != parent {
                 return 1; // the parent died before the lifeline was armed
             }
+            child::clear_message();
             let prepared = prepare();
+            if prepared.is_err() {
+                // Why the init (or a level's setup) failed, if it said so.
+                if let Some(why) = child::current_message() {
+                    mailbox.set_message(why.as_bytes());
+                }
+            }
             if !mailbox.announce(prepared.as_ref().err().copied().unwrap_or(0)) {
                 return 0; // shut down before start: SHUTDOWN is already there
             }

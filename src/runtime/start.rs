@@ -97,9 +97,19 @@ impl Runtime {
                     }
                     state::INIT_FAILED => {
                         let code = r.mailbox.error();
+                        let what = if r.level.is_some() {
+                            "its level setup function"
+                        } else {
+                            "its init function"
+                        };
+                        let why = r
+                            .mailbox
+                            .message()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default();
                         return fail(
                             Status::ChildDied,
-                            format!("{who}: its init function failed with error {code}"),
+                            format!("{who}: {what} failed with error {code}{why}"),
                         );
                     }
                     _ => {}

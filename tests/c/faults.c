@@ -518,6 +518,10 @@ static void *wait_in_thread(void *p) {
     return NULL;
 }
 
+static void *shut_down_in_thread(void *p) {
+    return (void *)(intptr_t)dist_worker_shutdown((DistWorker *)p);
+}
+
 static void section_concurrent(void) {
     SECTION("concurrent: waits in progress when shutdown starts return first");
     DistWorker *w = make(800);
@@ -550,6 +554,26 @@ static void section_concurrent(void) {
     }
     CHECK(s == DIST_ERR_TIMEOUT, "shutdown returned %s", dist_status_str(s));
     printf("ok: three waits and a drain returned their statuses before the worker was freed\n");
+
+    /* Two shutdowns at once, many times: one frees the worker, the other
+       returns SHUT_DOWN at once and touches nothing freed. */
+    for (int round = 0; round < 20; round++) {
+        DistWorker *v = make(800);
+        EXPECT_OK(dist_worker_spawn(v, DIST_WORKER_SUB, work, NULL, NULL));
+        EXPECT_OK(dist_worker_add_thread(v, DIST_WORKER_NEXT_LEVEL, work, NULL));
+        EXPECT_OK(dist_worker_start(v));
+        DistTaskId id;
+        EXPECT_OK(dispatch(v, DIST_WORKER_SUB, 1, 20, &id));
+        pthread_t other;
+        pthread_create(&other, NULL, shut_down_in_thread, v);
+        DistStatus mine = dist_worker_shutdown(v);
+        void *theirs;
+        pthread_join(other, &theirs);
+        DistStatus th = (DistStatus)(intptr_t)theirs;
+        CHECK((mine == DIST_OK && th == DIST_ERR_SHUT_DOWN) || (mine == DIST_ERR_SHUT_DOWN && th == DIST_OK),
+              "round %d: two shutdowns returned %s and %s", round, dist_status_str(mine), dist_status_str(th));
+    }
+    printf("ok: 20 pairs of concurrent shutdowns: one freed the worker, the other returned SHUT_DOWN\n");
 }
 
 int main(int argc, char **argv) {

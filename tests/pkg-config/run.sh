@@ -16,7 +16,11 @@ echo "pkg-config: dist_worker $(pkg-config --modversion dist_worker): $(pkg-conf
 "$out/shared"
 # shellcheck disable=SC2046
 "$cc" -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -o "$out/static" "$src" \
-  $(pkg-config --cflags dist_worker) "$prefix/lib/libdist_worker.a" \
-  $(pkg-config --static --libs-only-l --libs-only-other dist_worker | sed 's/-ldist_worker//')
+  $(pkg-config --cflags --libs dist_worker_static)
+# Linked statically: the program needs no libdist_worker.so at run time.
+if ldd "$out/static" | grep -q libdist_worker; then
+  echo "pkg-config: dist_worker_static linked the shared library" >&2
+  exit 1
+fi
 "$out/static"
 echo "pkg-config: shared and static hosts ran"
