@@ -434,7 +434,10 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         if self.is_forked_copy() {
             // The threads, children and mailboxes belong to the original
-            // process: forget the handles, free only this copy's memory.
+            // process: forget the handles, free only this copy's private
+            // memory. The shared mappings stay mapped until the copy exits:
+            // a child this runtime spawned serves its mailbox from them, and
+            // every process under it reads the heap.
             let life = self.life.get_mut().unwrap_or_else(|p| p.into_inner());
             if let Stage::Running(threads) = std::mem::replace(&mut life.stage, Stage::Closed) {
                 std::mem::forget(threads);
@@ -442,6 +445,8 @@ impl Drop for Runtime {
             if let Some((thread, _stop)) = life.reaper.take() {
                 std::mem::forget(thread);
             }
+            std::mem::forget(std::mem::take(&mut life.owned));
+            return;
         } else {
             let _ = self.close();
             setup::forget_mailboxes(self.id);

@@ -339,6 +339,37 @@ static void fork_copy_with(pid_t (*copier)(void), const char *how) {
     EXPECT_OK(dist_worker_shutdown(w));
 }
 
+/* In a child the worker spawned, its copy of the worker: a callable that
+   shuts it down frees only the child's private memory and serves on. */
+static DistWorker *copied_w;
+
+static int32_t shut_down_the_copy(void *user, uint64_t callable, const DistTaskView *a,
+                                  const DistCallConfig *c) {
+    (void)user; (void)a; (void)c;
+    if (callable != 9) return 0;
+    DistTaskId id;
+    if (dispatch(copied_w, DIST_WORKER_SUB, 0, 0, &id) != DIST_ERR_BAD_STATE) return 1;
+    if (dist_worker_shutdown(copied_w) != DIST_OK) return 2;
+    return 0;
+}
+
+static void fork_copy_in_a_child(void) {
+    printf("-- the copy inside a child the worker spawned\n");
+    copied_w = make(5000);
+    EXPECT_OK(dist_worker_spawn(copied_w, DIST_WORKER_SUB, shut_down_the_copy, NULL, NULL));
+    EXPECT_OK(dist_worker_start(copied_w));
+    DistTaskId id;
+    EXPECT_OK(dispatch(copied_w, DIST_WORKER_SUB, 9, 0, &id));
+    EXPECT_OK(dist_worker_wait(copied_w, id));
+    for (int i = 0; i < 3; i++) {
+        EXPECT_OK(dispatch(copied_w, DIST_WORKER_SUB, 1, 1, &id));
+        EXPECT_OK(dist_worker_wait(copied_w, id));
+    }
+    printf("ok: a callable shut down its child's copy of the worker; the child served on\n");
+    EXPECT_OK(dist_worker_drain(copied_w));
+    EXPECT_OK(dist_worker_shutdown(copied_w));
+}
+
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
 #define HAVE_UNDERSCORE_FORK 1
 #endif
@@ -346,6 +377,7 @@ static void fork_copy_with(pid_t (*copier)(void), const char *how) {
 static void section_fork_copy(void) {
     SECTION("fork_copy: a copy made by fork() after start touches nothing shared");
     fork_copy_with(fork, "fork()");
+    fork_copy_in_a_child();
 #ifdef HAVE_UNDERSCORE_FORK
     /* _Fork runs no atfork handlers: the copy is told by a page the kernel
        wipes in every copy. */
