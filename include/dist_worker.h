@@ -616,7 +616,9 @@ DistStatus dist_worker_start(struct DistWorker *worker);
  * call may start once this function may have returned. A second shutdown
  * from another thread while one is under way returns DIST_ERR_SHUT_DOWN at
  * once and frees nothing (the first frees the worker). In a copy of the
- * process made by fork(), it frees the copy's memory only and touches no
+ * process made by fork(), it frees the copy's private memory only (shared
+ * mappings stay until the copy exits: a child the worker spawned may call it
+ * and serve on) and touches no
  * mailbox or child.
  *
  * # Safety
