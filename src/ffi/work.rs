@@ -157,7 +157,11 @@ pub unsafe extern "C" fn dist_worker_wait_timeout(
 }
 
 /// Waits for every submitted task; returns the first failure since the last
-/// drain. Releases the ids of finished tasks.
+/// drain. Releases the ids of finished tasks: also those of tasks another
+/// thread dispatched while the drain waited (it waits for them too), unless
+/// a wait on them was already in progress. A thread that dispatches while
+/// another drains should wait on its tasks before that drain can end, or
+/// leave draining to the thread that dispatches.
 ///
 /// Threads: any host thread, concurrently with any call; not from a callable
 /// (DIST_ERR_BAD_STATE: it would wait for the callable's own task).
