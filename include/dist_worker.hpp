@@ -38,11 +38,34 @@
 //   dist::Registrar  a WorkerRef that can also register workers, keeping
 //                    their callables alive; what a spawned level's setup
 //                    function gets. Worker has the same registration API.
-//   dist::Scope      RAII scope_begin / scope_end (`auto s = w.scope();`).
+//   dist::Scope      RAII scope_begin / scope_end (`auto s = w.scope();`);
+//                    scopes of a Worker end innermost first (see Scope).
 //   dist::Future     a task id with its worker: wait(), wait_for(duration),
 //                    tensor(); valid, like the id, until the next drain.
+//                    Those of a Worker may outlive it (LIFETIME below).
 //   dist::Task       a task builder that owns its DistTaskArgs / DistTensor
 //                    arrays: Task(dist::Sub, 7).input(t).output(u).scalar(3).
+//
+// LIFETIME: a Worker shares a small control block with the Futures and
+// Scopes it made, which may outlive it and be used on any thread. Every call
+// through the Worker, its Futures and its Scopes is counted there.
+// shutdown() (so the destructor, and add_level adopting the Worker too)
+// first refuses new calls, then waits for the counted ones to return, and
+// only then hands the DistWorker to dist_worker_shutdown (or
+// dist_worker_add_level), so that no call starts on a freed DistWorker. A
+// refused call reports DIST_ERR_SHUT_DOWN with a message of its own ("... is
+// shutting down", "... is gone"); an empty Worker (moved from) reports
+// DIST_ERR_NULL_ARGUMENT. Waits go in slices of dist::wait_slice
+// (dist_worker_wait_timeout in a loop, reported as the one wait), so a wait
+// never holds a shutdown off for more than a slice: a wait under way when
+// another thread shuts the Worker down returns DIST_ERR_SHUT_DOWN (the
+// tasks' outcome is for shutdown() to report), and a drain() on another
+// thread may release the id between two slices (the wait then reports
+// INVALID_ARGUMENT, as after the drain). Calls that block inside the library
+// are not cut: a drain() on another thread holds shutdown() off until it
+// returns, a dispatch or alloc waiting for heap space for up to
+// alloc_timeout. WorkerRef and Registrar are unchecked views, as the C
+// handle is, and so are the Futures and Scopes they make.
 //
 // CALLABLES are any callable objects (lambdas with captures, std::function,
 // function pointers), copied or moved into the Worker:
@@ -70,10 +93,16 @@
 // on the child's copy of the Worker's memory (the fork copied it), so
 // captured values are there; writes to captured host variables stay in the
 // child (share results through the heap ring: alloc, OUTPUT tensors).
+// Captures by value live as long as the Worker keeps the callable; what a
+// callable captures by reference must outlive the Worker's shutdown, and a
+// THREAD callable that overruns the shutdown deadline (shutdown() returns
+// DIST_ERR_TIMEOUT) may still run on its pool thread after shutdown
+// returned, so capture by value (a std::shared_ptr) what it may touch then.
 //
-// Threads: as documented per function in dist_worker.h; the C++ layer adds
-// no locking of its own but for the registration list (registrations from
-// several threads are fine, as in C).
+// Threads: as documented per function in dist_worker.h. The C++ layer adds
+// the call count of LIFETIME (lock-free), a mutex over the registration
+// list (registrations from several threads are fine, as in C) and one over
+// the order of a Worker's open Scopes (held around scope_begin / scope_end).
 #ifndef DIST_WORKER_HPP
 #define DIST_WORKER_HPP
 
@@ -84,6 +113,7 @@
 #include "dist_worker.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -99,6 +129,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -713,6 +744,25 @@ struct Holder {
     Holder(const Holder &) = delete;
     Holder &operator=(const Holder &) = delete;
     virtual ~Holder() = default;
+    // The worker the callable was registered on (set at registration).
+    DistWorker *owner = nullptr;
+};
+
+// The worker whose callable this thread is running (nullptr outside one):
+// Worker::shutdown() from inside one of its own callables is refused before
+// it closes anything.
+inline thread_local DistWorker *running_on = nullptr;
+
+// Marks this thread as inside a callable of `owner` for its lifetime.
+class OnPool {
+public:
+    explicit OnPool(DistWorker *owner) noexcept : previous_(std::exchange(running_on, owner)) {}
+    OnPool(const OnPool &) = delete;
+    OnPool &operator=(const OnPool &) = delete;
+    ~OnPool() { running_on = previous_; }
+
+private:
+    DistWorker *previous_;
 };
 
 // The callables of one Worker (or one spawned level): stable addresses,
@@ -796,6 +846,7 @@ struct TaskFn final : Holder {
     static std::int32_t run(void *user, std::uint64_t callable, const DistTaskView *args,
                             const DistCallConfig *config) noexcept {
         auto *self = static_cast<TaskFn *>(user);
+        const OnPool on(self->owner);
         return guarded([&] {
             const Call call = make_call(callable, args, config);
             return code_of(self->fn, call);
@@ -810,11 +861,13 @@ struct InitTaskFn final : Holder {
     InitTaskFn(J &&j, G &&g) : init(std::forward<J>(j)), fn(std::forward<G>(g)) {}
     static std::int32_t run_init(void *user) noexcept {
         auto *self = static_cast<InitTaskFn *>(user);
+        const OnPool on(self->owner);
         return guarded([&] { return code_of(self->init); });
     }
     static std::int32_t run(void *user, std::uint64_t callable, const DistTaskView *args,
                             const DistCallConfig *config) noexcept {
         auto *self = static_cast<InitTaskFn *>(user);
+        const OnPool on(self->owner);
         return guarded([&] {
             const Call call = make_call(callable, args, config);
             return code_of(self->fn, call);
@@ -826,6 +879,178 @@ struct InitTaskFn final : Holder {
 
 struct Access;
 
+// ---------------------------------------------------------------------------
+// The control block a Worker shares with its Futures and Scopes
+// ---------------------------------------------------------------------------
+
+// Who makes a call, for the message of a refused one.
+enum class Who { worker, future, scope };
+
+inline constexpr const char *empty_worker = "this dist::Worker is empty (moved from, or shut down)";
+
+// Shared by a Worker and every Future and Scope it made; outlives the
+// DistWorker. `state_` counts the calls in progress (its low bits), with a
+// bit set once a shutdown began (no call may start from then on) and one
+// once the DistWorker is gone. Lock-free, so that a forked child never
+// inherits it locked.
+class Life {
+public:
+    enum class Close { started, busy, gone };
+    enum class Ended { now, deferred, refused, unknown };
+
+    Life() noexcept = default;
+    Life(const Life &) = delete;
+    Life &operator=(const Life &) = delete;
+
+    DistWorker *worker() const noexcept { return worker_; }
+    // Once, right after dist_worker_create, before the block is shared.
+    void bind(DistWorker *w) noexcept { worker_ = w; }
+
+    // Counts a call in; false (nothing counted) once a shutdown began.
+    bool enter() noexcept {
+        if (state_.fetch_add(1, std::memory_order_acq_rel) & kClosing) {
+            state_.fetch_sub(1, std::memory_order_acq_rel);
+            return false;
+        }
+        return true;
+    }
+    void leave() noexcept { state_.fetch_sub(1, std::memory_order_acq_rel); }
+    bool gone() const noexcept { return (state_.load(std::memory_order_acquire) & kGone) != 0; }
+
+    // Begins a shutdown: refuses new calls, then waits for those in progress
+    // (each a library call, or one slice of a wait). `busy` when another
+    // thread began one, `gone` when one has finished.
+    Close close_begin() noexcept {
+        const std::uint64_t was = state_.fetch_or(kClosing, std::memory_order_acq_rel);
+        if (was & kGone) return Close::gone;
+        if (was & kClosing) return Close::busy;
+        for (unsigned looks = 0; (state_.load(std::memory_order_acquire) & kCount) != 0; looks++) {
+            if (looks < 64)
+                std::this_thread::yield();
+            else
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+        return Close::started;
+    }
+    // The shutdown was refused and freed nothing: calls may start again.
+    void reopen() noexcept { state_.fetch_and(~kClosing, std::memory_order_acq_rel); }
+    // The DistWorker is freed, or no longer this block's to use.
+    void mark_gone() noexcept { state_.fetch_or(kGone, std::memory_order_acq_rel); }
+
+    // The open Scopes of the worker, outermost first (callers have a call
+    // counted). Opens a scope; `serial` (never 0) names it.
+    Status open_scope(std::uint64_t &serial) {
+        constexpr const char *op = "dist_worker_scope_begin";
+        std::lock_guard<std::mutex> lock(scope_mutex_);
+        if (depth_ == kMaxDepth)
+            return Status(DIST_ERR_INVALID_ARGUMENT,
+                          std::string(op) + ": " + std::to_string(kMaxDepth) +
+                              " scopes of this dist::Worker are open already (DIST_MAX_SCOPE_DEPTH)",
+                          op);
+        const DistStatus s = dist_worker_scope_begin(worker_);
+        if (s != DIST_OK) return Status::from(s, op);
+        serial = ++serials_;
+        marks_[depth_++] = Mark{serial, false};
+        return Status();
+    }
+    // Ends scope `serial` when it is the innermost open one, then the
+    // enclosing ones whose Scope was destroyed meanwhile (`status`: the
+    // first scope_end's). Otherwise it is refused (`inner`: the number
+    // still open inside it) or, with `defer`, left to end after them.
+    Ended end_scope(std::uint64_t serial, bool defer, DistStatus &status, std::size_t &inner) noexcept {
+        std::lock_guard<std::mutex> lock(scope_mutex_);
+        std::size_t i = depth_;
+        while (i > 0 && marks_[i - 1].serial != serial) i--;
+        if (i == 0) return Ended::unknown;
+        if (i != depth_) {
+            inner = depth_ - i;
+            if (!defer) return Ended::refused;
+            marks_[i - 1].ended = true;
+            return Ended::deferred;
+        }
+        depth_--;
+        status = dist_worker_scope_end(worker_);
+        while (status == DIST_OK && depth_ > 0 && marks_[depth_ - 1].ended) {
+            depth_--;
+            (void)dist_worker_scope_end(worker_);
+        }
+        return Ended::now;
+    }
+
+private:
+    static constexpr std::uint64_t kGone = std::uint64_t(1) << 63;
+    static constexpr std::uint64_t kClosing = std::uint64_t(1) << 62;
+    static constexpr std::uint64_t kCount = kClosing - 1;
+    static constexpr std::size_t kMaxDepth = DIST_MAX_SCOPE_DEPTH;
+    struct Mark {
+        std::uint64_t serial;
+        bool ended;  // its Scope was destroyed while scopes inside it were open
+    };
+
+    DistWorker *worker_ = nullptr;
+    std::atomic<std::uint64_t> state_{0};
+    std::mutex scope_mutex_;
+    Mark marks_[kMaxDepth] = {};
+    std::size_t depth_ = 0;
+    std::uint64_t serials_ = 0;
+};
+
+// How an object reaches its worker: through the control block (a Worker,
+// its Futures and Scopes: `life` points at the object's shared_ptr, empty
+// for an empty Worker), or directly (`life` nullptr: WorkerRef, Registrar
+// and what they made; `raw` is the handle).
+struct Link {
+    const std::shared_ptr<Life> *life;
+    DistWorker *raw;
+    Who who;
+};
+
+// One call through a Link: counted in the control block while the Pin
+// lives, or refused with the reason (!*this, refusal()).
+class Pin {
+public:
+    Pin(const Link &link, const char *operation) : w_(link.raw) {
+        if (!link.life) return;  // an unchecked view: the library checks the handle
+        if (!*link.life) {
+            refusal_ = Status(DIST_ERR_NULL_ARGUMENT, std::string(operation) + ": " + empty_worker, operation);
+            return;
+        }
+        life_ = *link.life;
+        w_ = life_->worker();
+        if (life_->enter()) {
+            counted_ = true;
+            return;
+        }
+        const bool gone = life_->gone();
+        std::string text = std::string(operation) + ": ";
+        if (link.who == Who::worker) {
+            text += gone ? empty_worker : "this dist::Worker is shutting down (shutdown() began on another thread)";
+        } else {
+            text += "the dist::Worker of this ";
+            text += link.who == Who::future ? "dist::Future " : "dist::Scope ";
+            text += gone ? "is gone (shut down, destroyed, or adopted by add_level)" : "is shutting down";
+        }
+        refusal_ = Status(DIST_ERR_SHUT_DOWN, std::move(text), operation);
+    }
+    Pin(const Pin &) = delete;
+    Pin &operator=(const Pin &) = delete;
+    ~Pin() {
+        if (counted_) life_->leave();
+    }
+
+    explicit operator bool() const noexcept { return refusal_.ok(); }
+    const Status &refusal() const noexcept { return refusal_; }
+    DistWorker *get() const noexcept { return w_; }
+    // The control block (empty for a view).
+    const std::shared_ptr<Life> &life() const noexcept { return life_; }
+
+private:
+    std::shared_ptr<Life> life_;
+    DistWorker *w_ = nullptr;
+    bool counted_ = false;
+    Status refusal_;
+};
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------
@@ -836,33 +1061,100 @@ struct Access;
 /// destroyed, ignoring the status, or when end() is called, reporting it.
 /// Scopes belong to the worker, not the thread: open and close them from
 /// one submitting thread, innermost first.
+///
+/// The Scopes of a dist::Worker know their order. end() on one that is not
+/// the innermost open Scope of its Worker changes nothing and returns
+/// DIST_ERR_BAD_STATE ("scopes end innermost first"). Destroying such a
+/// Scope (or assigning to it) ends no other scope: its own scope ends as
+/// soon as every scope opened inside it has ended, so a std::vector of
+/// Scopes may be destroyed front to back. Once its Worker is gone (shut
+/// down, destroyed, adopted by add_level) or shutting down, end() returns
+/// DIST_ERR_SHUT_DOWN and leaves the Scope ended, and the destructor does
+/// nothing. Scopes of a WorkerRef or Registrar are unchecked: they end the
+/// worker's innermost scope, as scope_end does in C. Do not mix raw
+/// dist_worker_scope_begin / scope_end calls with a Worker's Scopes.
 class [[nodiscard]] Scope {
 public:
     /// An ended scope.
     Scope() noexcept = default;
-    Scope(Scope &&o) noexcept : w_(std::exchange(o.w_, nullptr)) {}
+    Scope(Scope &&o) noexcept
+        : life_(std::move(o.life_)), w_(std::exchange(o.w_, nullptr)), serial_(std::exchange(o.serial_, 0)) {}
     Scope &operator=(Scope &&o) noexcept {
         if (this != &o) {
-            (void)end_now();
+            finish();
+            life_ = std::move(o.life_);
             w_ = std::exchange(o.w_, nullptr);
+            serial_ = std::exchange(o.serial_, 0);
         }
         return *this;
     }
     Scope(const Scope &) = delete;
     Scope &operator=(const Scope &) = delete;
-    ~Scope() { (void)end_now(); }
+    ~Scope() { finish(); }
 
-    /// Ends the scope now and reports the status (an ended scope: DIST_OK).
-    Status end() { return Status::from(end_now(), "dist_worker_scope_end"); }
+    /// Ends the scope now and reports the status (an ended scope: DIST_OK);
+    /// DIST_ERR_BAD_STATE, changing nothing, while scopes opened inside it
+    /// are open.
+    Status end() {
+        constexpr const char *op = "dist_worker_scope_end";
+        if (!w_) return Status();
+        if (!life_) return Status::from(dist_worker_scope_end(std::exchange(w_, nullptr)), op);
+        DistStatus s = DIST_OK;
+        {
+            const detail::Pin pin(detail::Link{&life_, w_, detail::Who::scope}, op);
+            if (!pin) {
+                Status refused = pin.refusal();
+                forget();
+                return refused;
+            }
+            std::size_t inner = 0;
+            if (life_->end_scope(serial_, false, s, inner) == detail::Life::Ended::refused)
+                return Status(DIST_ERR_BAD_STATE,
+                              std::string(op) + ": scopes end innermost first: " + std::to_string(inner) +
+                                  " scope(s) opened inside this one are still open",
+                              op);
+        }
+        forget();
+        return Status::from(s, op);
+    }
     /// Whether the scope is still open.
     bool active() const noexcept { return w_ != nullptr; }
 
 private:
     friend struct detail::Access;
     explicit Scope(DistWorker *w) noexcept : w_(w) {}
-    DistStatus end_now() noexcept { return w_ ? dist_worker_scope_end(std::exchange(w_, nullptr)) : DIST_OK; }
-    DistWorker *w_ = nullptr;
+    Scope(const std::shared_ptr<detail::Life> &life, std::uint64_t serial) noexcept
+        : life_(life), w_(life->worker()), serial_(serial) {}
+    void forget() noexcept {
+        life_.reset();
+        w_ = nullptr;
+        serial_ = 0;
+    }
+    // The destructor's end: no status, no allocation.
+    void finish() noexcept {
+        if (!w_) return;
+        if (!life_) {
+            (void)dist_worker_scope_end(std::exchange(w_, nullptr));
+            return;
+        }
+        if (life_->enter()) {
+            DistStatus s = DIST_OK;
+            std::size_t inner = 0;
+            (void)life_->end_scope(serial_, true, s, inner);
+            life_->leave();
+        }
+        forget();
+    }
+
+    std::shared_ptr<detail::Life> life_;  // empty for an unchecked scope
+    DistWorker *w_ = nullptr;             // nullptr once ended
+    std::uint64_t serial_ = 0;
 };
+
+/// The longest single library wait behind the waits of a Worker and its
+/// Futures: they wait in slices this long, so that a shutdown on another
+/// thread never waits longer than this for a waiter to step aside.
+inline constexpr std::chrono::milliseconds wait_slice{10};
 
 namespace detail {
 
@@ -877,9 +1169,40 @@ std::uint32_t timeout_ms(std::chrono::duration<Rep, Period> d) noexcept {
     return static_cast<std::uint32_t>(std::ceil(ms));
 }
 
-inline Status wait(DistWorker *w, TaskId id) { return Status::from(dist_worker_wait(w, id), "dist_worker_wait"); }
-inline Status wait_ms(DistWorker *w, TaskId id, std::uint32_t ms) {
-    return Status::from(dist_worker_wait_timeout(w, id, ms), "dist_worker_wait_timeout");
+// The outcome of one slice of an untimed wait, worded as dist_worker_wait's.
+inline Status as_wait(DistStatus s) {
+    constexpr std::string_view timed = "dist_worker_wait_timeout: ";
+    constexpr const char *op = "dist_worker_wait";
+    Status slice = Status::from(s, op);
+    if (slice.ok() || slice.message().substr(0, timed.size()) != timed) return slice;
+    return Status(s, std::string(op) + ": " + std::string(slice.message().substr(timed.size())), op);
+}
+
+// Waits for a task (without `total_ms`: until it finishes). Through a view
+// one library call; through the control block slices of wait_slice (each a
+// counted call of dist_worker_wait_timeout), reported as the one call.
+inline Status wait_task(const Link &link, TaskId id, std::optional<std::uint32_t> total_ms) {
+    if (!link.life) {
+        if (!total_ms) return Status::from(dist_worker_wait(link.raw, id), "dist_worker_wait");
+        return Status::from(dist_worker_wait_timeout(link.raw, id, *total_ms), "dist_worker_wait_timeout");
+    }
+    const char *const op = total_ms ? "dist_worker_wait_timeout" : "dist_worker_wait";
+    using clock = std::chrono::steady_clock;
+    const clock::time_point deadline = clock::now() + std::chrono::milliseconds(total_ms.value_or(0));
+    const auto slice = static_cast<std::uint32_t>(wait_slice.count());
+    for (;;) {
+        const std::uint32_t ms = total_ms ? std::min(slice, timeout_ms(deadline - clock::now())) : slice;
+        const Pin pin(link, op);
+        if (!pin) return pin.refusal();
+        const clock::time_point start = clock::now();
+        const DistStatus s = dist_worker_wait_timeout(pin.get(), id, ms);
+        const clock::time_point now = clock::now();
+        // The library says "not finished" only once its `ms` have passed:
+        // a TIMEOUT sooner is the task's own (it passed task_timeout_ms).
+        const bool done = s != DIST_ERR_TIMEOUT || now - start < std::chrono::milliseconds(ms);
+        if (total_ms && (done || now >= deadline)) return Status::from(s, op);
+        if (!total_ms && done) return as_wait(s);
+    }
 }
 // wait_for's throwing form: true when done, false on a timeout.
 inline bool finished(const Status &s) {
@@ -887,20 +1210,27 @@ inline bool finished(const Status &s) {
     s.throw_if_error();
     return true;
 }
-inline Result<DistTensor> task_tensor(DistWorker *w, TaskId id, std::uint32_t member, std::uint32_t index) {
+inline Result<DistTensor> task_tensor(const Link &link, TaskId id, std::uint32_t member, std::uint32_t index) {
+    constexpr const char *op = "dist_worker_task_tensor";
+    const Pin pin(link, op);
+    if (!pin) return pin.refusal();
     DistTensor t{};
-    const DistStatus s = dist_worker_task_tensor(w, id, member, index, &t);
-    if (s != DIST_OK) return Status::from(s, "dist_worker_task_tensor");
+    const DistStatus s = dist_worker_task_tensor(pin.get(), id, member, index, &t);
+    if (s != DIST_OK) return Status::from(s, op);
     return t;
 }
 
 }  // namespace detail
 
 /// A dispatched task: its id and its worker. Copyable; valid, like the id,
-/// until the next drain or shutdown of the worker.
+/// until the next drain or shutdown of the worker. One made by a
+/// dist::Worker may outlive it: it then reports DIST_ERR_SHUT_DOWN (see
+/// LIFETIME at the top), and a wait on it under way when another thread
+/// shuts the Worker down returns so within dist::wait_slice.
 class Future {
 public:
     Future() noexcept = default;
+    /// An unchecked Future of task `id` of `worker` (as a WorkerRef makes).
     Future(DistWorker *worker, TaskId id) noexcept : w_(worker), id_(id) {}
 
     TaskId id() const noexcept { return id_; }
@@ -909,7 +1239,7 @@ public:
 
     /// Waits; throws dist::Error with the task's status and message if it failed.
     void wait() const { try_wait().throw_if_error(); }
-    Status try_wait() const { return detail::wait(w_, id_); }
+    Status try_wait() const { return detail::wait_task(link(), id_, std::nullopt); }
     /// Waits up to `timeout` (rounded up to ms): true when the task finished
     /// well, false when it had not finished; throws if it failed.
     template <class Rep, class Period>
@@ -919,7 +1249,7 @@ public:
     /// As wait_for; DIST_ERR_TIMEOUT when the task had not finished.
     template <class Rep, class Period>
     Status try_wait_for(std::chrono::duration<Rep, Period> timeout) const {
-        return detail::wait_ms(w_, id_, detail::timeout_ms(timeout));
+        return detail::wait_task(link(), id_, detail::timeout_ms(timeout));
     }
     template <class Clock, class Duration>
     [[nodiscard]] bool wait_until(std::chrono::time_point<Clock, Duration> deadline) const {
@@ -936,10 +1266,16 @@ public:
     DistTensor tensor(std::uint32_t member, std::uint32_t index) const { return try_tensor(member, index).value(); }
     Result<DistTensor> try_tensor(std::uint32_t index) const { return try_tensor(0, index); }
     Result<DistTensor> try_tensor(std::uint32_t member, std::uint32_t index) const {
-        return detail::task_tensor(w_, id_, member, index);
+        return detail::task_tensor(link(), id_, member, index);
     }
 
 private:
+    friend struct detail::Access;
+    Future(const std::shared_ptr<detail::Life> &life, DistWorker *worker, TaskId id) noexcept
+        : life_(life), w_(worker), id_(id) {}
+    detail::Link link() const noexcept { return detail::Link{life_ ? &life_ : nullptr, w_, detail::Who::future}; }
+
+    std::shared_ptr<detail::Life> life_;  // empty for an unchecked Future
     DistWorker *w_ = nullptr;
     TaskId id_ = 0;
 };
@@ -948,8 +1284,14 @@ namespace detail {
 
 struct Access {
     static Scope scope(DistWorker *w) noexcept { return Scope(w); }
+    static Scope scope(const std::shared_ptr<Life> &life, std::uint64_t serial) noexcept { return Scope(life, serial); }
+    static Future future(const Pin &pin, TaskId id) noexcept {
+        return pin.life() ? Future(pin.life(), pin.get(), id) : Future(pin.get(), id);
+    }
     static Registrar registrar(DistWorker *w, Keeper *k) noexcept;
-    static DistWorker *release(Worker &w, std::unique_ptr<Keeper> &keeper) noexcept;
+    static const std::shared_ptr<Life> &life(const Worker &w) noexcept;
+    // add_level adopted `w`: takes its callables and leaves it empty.
+    static void release(Worker &w, std::unique_ptr<Keeper> &keeper) noexcept;
 };
 
 // ---------------------------------------------------------------------------
@@ -963,17 +1305,25 @@ class Submit {
 public:
     /// Starts the pool (also done by the first dispatch); again is a no-op.
     void start() const { try_start().throw_if_error(); }
-    Status try_start() const { return Status::from(dist_worker_start(w()), "dist_worker_start"); }
+    Status try_start() const {
+        constexpr const char *op = "dist_worker_start";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        return Status::from(dist_worker_start(pin.get()), op);
+    }
 
     /// Submits a task (its arrays are copied before this returns).
     Future dispatch(const Task &task) const { return try_dispatch(task).value(); }
     Result<Future> try_dispatch(const Task &task) const {
-        Status invalid = task.validate("dist_worker_dispatch");
+        constexpr const char *op = "dist_worker_dispatch";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        Status invalid = task.validate(op);
         if (!invalid.ok()) return invalid;
         TaskId id = 0;
-        const DistStatus s = dist_worker_dispatch(w(), &task.c_task(), &id);
-        if (s != DIST_OK) return Status::from(s, "dist_worker_dispatch");
-        return Future(w(), id);
+        const DistStatus s = dist_worker_dispatch(pin.get(), &task.c_task(), &id);
+        if (s != DIST_OK) return Status::from(s, op);
+        return Access::future(pin, id);
     }
     /// Submits a task whose member i runs on worker indices[i] of its type
     /// (one index per member: group_size() of them).
@@ -981,22 +1331,25 @@ public:
         return try_dispatch_on(task, indices).value();
     }
     Result<Future> try_dispatch_on(const Task &task, Span<const std::uint32_t> indices) const {
-        Status invalid = task.validate("dist_worker_dispatch_on");
+        constexpr const char *op = "dist_worker_dispatch_on";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        Status invalid = task.validate(op);
         if (!invalid.ok()) return invalid;
         if (indices.size() != task.group_size())
             return Status(DIST_ERR_INVALID_ARGUMENT,
-                          "dist_worker_dispatch_on: " + std::to_string(indices.size()) +
-                              " worker indices for a task of " + std::to_string(task.group_size()) + " member(s)",
-                          "dist_worker_dispatch_on");
+                          std::string(op) + ": " + std::to_string(indices.size()) + " worker indices for a task of " +
+                              std::to_string(task.group_size()) + " member(s)",
+                          op);
         TaskId id = 0;
-        const DistStatus s = dist_worker_dispatch_on(w(), &task.c_task(), indices.data(), &id);
-        if (s != DIST_OK) return Status::from(s, "dist_worker_dispatch_on");
-        return Future(w(), id);
+        const DistStatus s = dist_worker_dispatch_on(pin.get(), &task.c_task(), indices.data(), &id);
+        if (s != DIST_OK) return Status::from(s, op);
+        return Access::future(pin, id);
     }
 
     /// Waits for a task; throws dist::Error with its status and message if it failed.
     void wait(TaskId id) const { try_wait(id).throw_if_error(); }
-    Status try_wait(TaskId id) const { return detail::wait(w(), id); }
+    Status try_wait(TaskId id) const { return wait_task(target(), id, std::nullopt); }
     /// Waits up to `timeout`: true when finished well, false when not yet; throws if it failed.
     template <class Rep, class Period>
     [[nodiscard]] bool wait_for(TaskId id, std::chrono::duration<Rep, Period> timeout) const {
@@ -1004,30 +1357,49 @@ public:
     }
     template <class Rep, class Period>
     Status try_wait_for(TaskId id, std::chrono::duration<Rep, Period> timeout) const {
-        return detail::wait_ms(w(), id, detail::timeout_ms(timeout));
+        return wait_task(target(), id, detail::timeout_ms(timeout));
     }
 
-    /// Waits for every submitted task; throws the first failure since the last drain.
+    /// Waits for every submitted task; throws the first failure since the
+    /// last drain. (A drain of a Worker is one library call: a shutdown on
+    /// another thread waits for it.)
     void drain() const { try_drain().throw_if_error(); }
-    Status try_drain() const { return Status::from(dist_worker_drain(w()), "dist_worker_drain"); }
+    Status try_drain() const {
+        constexpr const char *op = "dist_worker_drain";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        return Status::from(dist_worker_drain(pin.get()), op);
+    }
 
     /// Opens a scope, closed when the returned Scope ends.
     Scope scope() const { return try_scope().value(); }
     Result<Scope> try_scope() const {
-        const DistStatus s = dist_worker_scope_begin(w());
-        if (s != DIST_OK) return Status::from(s, "dist_worker_scope_begin");
-        return Access::scope(w());
+        constexpr const char *op = "dist_worker_scope_begin";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        if (!pin.life()) {
+            const DistStatus s = dist_worker_scope_begin(pin.get());
+            if (s != DIST_OK) return Status::from(s, op);
+            return Access::scope(pin.get());
+        }
+        std::uint64_t serial = 0;
+        Status opened = pin.life()->open_scope(serial);
+        if (!opened.ok()) return opened;
+        return Access::scope(pin.life(), serial);
     }
 
     /// Heap ring memory of `shape` elements of `dtype`, owned by the current scope.
     DistTensor alloc(Span<const std::uint32_t> shape, DType dtype) const { return try_alloc(shape, dtype).value(); }
     Result<DistTensor> try_alloc(Span<const std::uint32_t> shape, DType dtype) const {
+        constexpr const char *op = "dist_worker_alloc";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
         if (shape.size() > std::numeric_limits<std::uint32_t>::max())
-            return Status(DIST_ERR_INVALID_ARGUMENT, "dist_worker_alloc: too many dimensions", "dist_worker_alloc");
+            return Status(DIST_ERR_INVALID_ARGUMENT, std::string(op) + ": too many dimensions", op);
         DistTensor t{};
-        const DistStatus s = dist_worker_alloc(w(), shape.data(), static_cast<std::uint32_t>(shape.size()),
+        const DistStatus s = dist_worker_alloc(pin.get(), shape.data(), static_cast<std::uint32_t>(shape.size()),
                                                static_cast<DistDataType>(dtype), &t);
-        if (s != DIST_OK) return Status::from(s, "dist_worker_alloc");
+        if (s != DIST_OK) return Status::from(s, op);
         return t;
     }
 
@@ -1036,7 +1408,7 @@ public:
         return try_task_tensor(id, member, index).value();
     }
     Result<DistTensor> try_task_tensor(TaskId id, std::uint32_t member, std::uint32_t index) const {
-        return detail::task_tensor(w(), id, member, index);
+        return detail::task_tensor(target(), id, member, index);
     }
 
 protected:
@@ -1046,7 +1418,7 @@ protected:
     ~Submit() = default;
 
 private:
-    DistWorker *w() const noexcept { return static_cast<const Self *>(this)->get(); }
+    Link target() const noexcept { return static_cast<const Self *>(this)->link(); }
 };
 
 template <class Self>
@@ -1060,7 +1432,9 @@ class Register;
 
 /// A non-owning view of a worker with the submit API: what an orchestration
 /// function gets for its inner level; a Worker converts to one (capture it
-/// in a THREAD callable to submit to the worker from inside).
+/// in a THREAD callable to submit to the worker from inside). Unchecked, as
+/// the C handle: it must not be used once its worker was shut down, nor
+/// must the Futures and Scopes it makes.
 class WorkerRef : public detail::Submit<WorkerRef> {
 public:
     WorkerRef() noexcept = default;
@@ -1070,6 +1444,8 @@ public:
     explicit operator bool() const noexcept { return w_ != nullptr; }
 
 private:
+    friend class detail::Submit<WorkerRef>;
+    detail::Link link() const noexcept { return detail::Link{nullptr, w_, detail::Who::worker}; }
     DistWorker *w_ = nullptr;
 };
 
@@ -1082,6 +1458,7 @@ struct OrchFn final : Holder {
     static std::int32_t run(void *user, DistWorker *inner, std::uint64_t callable, const DistTaskView *args,
                             const DistCallConfig *config) noexcept {
         auto *self = static_cast<OrchFn *>(user);
+        const OnPool on(self->owner);
         return guarded([&] {
             const Call call = make_call(callable, args, config);
             return code_of(self->fn, WorkerRef(inner), call);
@@ -1100,6 +1477,7 @@ struct LevelFn final : Holder {
     static std::int32_t run(void *user, DistWorker *inner, std::uint64_t callable, const DistTaskView *args,
                             const DistCallConfig *config) noexcept {
         auto *self = static_cast<LevelFn *>(user);
+        const OnPool on(self->owner);
         return guarded([&] {
             const Call call = make_call(callable, args, config);
             return code_of(self->orch, WorkerRef(inner), call);
@@ -1222,13 +1600,18 @@ public:
     /// (dist_worker_add_process).
     void add_process(WorkerType type, void *mailbox) { try_add_process(type, mailbox).throw_if_error(); }
     Status try_add_process(WorkerType type, void *mailbox) {
-        return Status::from(dist_worker_add_process(w(), static_cast<DistWorkerType>(type), mailbox),
-                            "dist_worker_add_process");
+        constexpr const char *op = "dist_worker_add_process";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        return Status::from(dist_worker_add_process(pin.get(), static_cast<DistWorkerType>(type), mailbox), op);
     }
     /// Names the pid serving a mailbox of add_process (dist_worker_set_process_pid).
     void set_process_pid(void *mailbox, std::int32_t pid) { try_set_process_pid(mailbox, pid).throw_if_error(); }
     Status try_set_process_pid(void *mailbox, std::int32_t pid) {
-        return Status::from(dist_worker_set_process_pid(w(), mailbox, pid), "dist_worker_set_process_pid");
+        constexpr const char *op = "dist_worker_set_process_pid";
+        const Pin pin(target(), op);
+        if (!pin) return pin.refusal();
+        return Status::from(dist_worker_set_process_pid(pin.get(), mailbox, pid), op);
     }
 
 protected:
@@ -1238,22 +1621,25 @@ protected:
     ~Register() = default;
 
 private:
-    DistWorker *w() noexcept { return static_cast<Self *>(this)->get(); }
+    Link target() const noexcept { return static_cast<const Self *>(this)->link(); }
     Keeper *keeper() noexcept { return static_cast<Self *>(this)->keeper(); }
 
     // Keeps a new holder H(args...), then registers it with `c_call(w, h)`;
     // a refused registration drops it again.
     template <class H, class CCall, class... A>
     Status enroll(const char *operation, CCall &&c_call, A &&...args) {
+        const Pin pin(target(), operation);
+        if (!pin) return pin.refusal();
         Keeper *k = keeper();
-        if (!w() || !k)
+        if (!pin.get() || !k)
             return Status(DIST_ERR_NULL_ARGUMENT,
-                          std::string(operation) + ": this dist::Worker is empty (moved from, adopted or shut down)",
+                          std::string(operation) + ": this dist::Registrar is empty (it views an empty dist::Worker)",
                           operation);
         auto owned = std::make_unique<H>(std::forward<A>(args)...);
+        owned->owner = pin.get();
         H *h = owned.get();
         k->keep(std::move(owned));
-        const DistStatus s = c_call(w(), h);
+        const DistStatus s = c_call(pin.get(), h);
         if (s == DIST_OK) return Status();
         Status failed = Status::from(s, operation);
         k->drop(h);
@@ -1294,7 +1680,9 @@ public:
 
 private:
     friend struct detail::Access;
+    friend class detail::Submit<Registrar>;
     friend class detail::Register<Registrar>;
+    detail::Link link() const noexcept { return detail::Link{nullptr, w_, detail::Who::worker}; }
     Registrar(DistWorker *w, detail::Keeper *k) noexcept : w_(w), k_(k) {}
     detail::Keeper *keeper() noexcept { return k_; }
     DistWorker *w_ = nullptr;
@@ -1307,7 +1695,10 @@ private:
 
 /// Owns one DistWorker and the callables registered on it; move-only. The
 /// destructor shuts the worker down (ignoring the status); shutdown() does
-/// it explicitly and reports it.
+/// it explicitly and reports it. Every operation of an empty Worker (moved
+/// from, adopted by add_level, or shut down) is refused with "this
+/// dist::Worker is empty (moved from, or shut down)": DIST_ERR_NULL_ARGUMENT
+/// when moved from, DIST_ERR_SHUT_DOWN once shut down (see LIFETIME).
 class Worker : public detail::Submit<Worker>, public detail::Register<Worker> {
 public:
     /// A worker with the default options; throws dist::Error.
@@ -1317,17 +1708,19 @@ public:
     /// The non-throwing form.
     static Result<Worker> create(const Options &options = Options()) {
         auto keeper = std::make_unique<detail::Keeper>();
+        auto life = std::make_shared<detail::Life>();
         DistWorker *w = nullptr;
         const DistStatus s = dist_worker_create(&options.raw(), &w);
         if (s != DIST_OK) return Status::from(s, "dist_worker_create");
-        return Worker(w, std::move(keeper));
+        life->bind(w);
+        return Worker(std::move(life), std::move(keeper));
     }
 
-    Worker(Worker &&o) noexcept : w_(std::exchange(o.w_, nullptr)), keeper_(std::move(o.keeper_)) {}
+    Worker(Worker &&o) noexcept : life_(std::move(o.life_)), keeper_(std::move(o.keeper_)) {}
     Worker &operator=(Worker &&o) noexcept {
         if (this != &o) {
             close();
-            w_ = std::exchange(o.w_, nullptr);
+            life_ = std::move(o.life_);
             keeper_ = std::move(o.keeper_);
         }
         return *this;
@@ -1337,57 +1730,104 @@ public:
     ~Worker() { close(); }
 
     /// Shuts the worker down now (dist_worker_shutdown) and reports the
-    /// first failure not yet drained, or DIST_ERR_TIMEOUT. The Worker is
-    /// empty afterwards; an empty one returns DIST_OK. Called from one of
-    /// its own callables it is refused (DIST_ERR_BAD_STATE) and changes
-    /// nothing.
+    /// first failure not yet drained, or DIST_ERR_TIMEOUT. First it refuses
+    /// new calls through this Worker and its Futures and Scopes and waits
+    /// for those under way (see LIFETIME). The Worker is empty afterwards;
+    /// an empty one returns DIST_OK. While another thread shuts it down it
+    /// returns DIST_ERR_SHUT_DOWN ("already shutting down") and waits for
+    /// nothing. Called from one of its own callables it is refused
+    /// (DIST_ERR_BAD_STATE) and changes nothing (from a callable registered
+    /// through the C API on get(), the library refuses it, and calls of
+    /// other threads made meanwhile were refused with DIST_ERR_SHUT_DOWN).
     Status shutdown() {
-        if (!w_) return Status();
-        const DistStatus s = dist_worker_shutdown(w_);
+        constexpr const char *op = "dist_worker_shutdown";
+        if (!life_ || life_->gone()) return Status();
+        const std::shared_ptr<detail::Life> keep = life_;
+        detail::Life &life = *keep;
+        if (detail::running_on == life.worker())
+            return Status(DIST_ERR_BAD_STATE,
+                          std::string(op) + ": called from a callable of this very worker: shutdown joins its "
+                                            "pool threads; call it from a host thread",
+                          op);
+        switch (life.close_begin()) {
+            case detail::Life::Close::gone: return Status();
+            case detail::Life::Close::busy:
+                return Status(DIST_ERR_SHUT_DOWN,
+                              std::string(op) + ": this dist::Worker is already shutting down on another thread", op);
+            case detail::Life::Close::started: break;
+        }
+        const DistStatus s = dist_worker_shutdown(life.worker());
+        Status report = Status::from(s, op);
         // DIST_ERR_BAD_STATE is shutdown's refusal on a pool thread of this
-        // very worker: it freed nothing, so the Worker keeps everything.
-        if (s == DIST_ERR_BAD_STATE) return Status::from(s, "dist_worker_shutdown");
+        // very worker (a callable registered through the C API): it freed
+        // nothing, so the Worker keeps everything.
+        if (s == DIST_ERR_BAD_STATE) {
+            life.reopen();
+            return report;
+        }
         std::unique_ptr<detail::Keeper> callables = forget(s);
-        return Status::from(s, "dist_worker_shutdown");  // `callables` go after the message was read
+        return report;  // `callables` go after the message was read
     }
 
-    DistWorker *get() const noexcept { return w_; }
+    /// The handle; nullptr once moved from, adopted by add_level or shut down.
+    DistWorker *get() const noexcept { return life_ && !life_->gone() ? life_->worker() : nullptr; }
     /// False once moved from, adopted by add_level or shut down.
-    explicit operator bool() const noexcept { return w_ != nullptr; }
-    operator WorkerRef() const noexcept { return WorkerRef(w_); }
-    WorkerRef ref() const noexcept { return WorkerRef(w_); }
-    /// A view with the registration API (callables stay owned by this Worker).
-    Registrar registrar() noexcept { return detail::Access::registrar(w_, keeper_.get()); }
+    explicit operator bool() const noexcept { return get() != nullptr; }
+    /// An unchecked view (see WorkerRef).
+    operator WorkerRef() const noexcept { return WorkerRef(get()); }
+    WorkerRef ref() const noexcept { return WorkerRef(get()); }
+    /// A view with the registration API (callables stay owned by this
+    /// Worker); unchecked, as a WorkerRef.
+    Registrar registrar() noexcept { return detail::Access::registrar(get(), keeper_.get()); }
 
 private:
     friend struct detail::Access;
+    friend class detail::Submit<Worker>;
     friend class detail::Register<Worker>;
-    Worker(DistWorker *w, std::unique_ptr<detail::Keeper> keeper) noexcept : w_(w), keeper_(std::move(keeper)) {}
+    Worker(std::shared_ptr<detail::Life> life, std::unique_ptr<detail::Keeper> keeper) noexcept
+        : life_(std::move(life)), keeper_(std::move(keeper)) {}
     detail::Keeper *keeper() noexcept { return keeper_.get(); }
+    detail::Link link() const noexcept { return detail::Link{&life_, nullptr, detail::Who::worker}; }
 
     // After dist_worker_shutdown returned `s` (not BAD_STATE): the handle is
     // gone; the callables are returned to be freed, or leaked when a pool
     // thread may still be inside one (DIST_ERR_TIMEOUT).
     std::unique_ptr<detail::Keeper> forget(DistStatus s) noexcept {
-        w_ = nullptr;
+        life_->mark_gone();
         std::unique_ptr<detail::Keeper> k = std::move(keeper_);
         if (s == DIST_ERR_TIMEOUT) (void)k.release();
         return k;
     }
     void close() noexcept {
-        if (!w_) return;
-        const DistStatus s = dist_worker_shutdown(w_);
-        if (s == DIST_ERR_BAD_STATE) {
+        if (!life_ || life_->gone()) return;
+        detail::Life &life = *life_;
+        if (detail::running_on == life.worker()) {
             // Destroyed from inside one of its own callables: the worker
-            // keeps running, so it and its callables are left alive.
-            w_ = nullptr;
+            // keeps running, so it and its callables are left alive (and
+            // its Futures and Scopes go on working).
+            life_.reset();
+            (void)keeper_.release();
+            return;
+        }
+        // Another thread's shutdown under way either finishes (gone) or is
+        // refused and reopens (one from a pool thread): wait to see which.
+        for (detail::Life::Close c = life.close_begin(); c != detail::Life::Close::started; c = life.close_begin()) {
+            if (c == detail::Life::Close::gone) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        const DistStatus s = dist_worker_shutdown(life.worker());
+        if (s == DIST_ERR_BAD_STATE) {
+            // From a pool thread after all (a callable registered through
+            // the C API): as above.
+            life.reopen();
+            life_.reset();
             (void)keeper_.release();
             return;
         }
         forget(s);
     }
 
-    DistWorker *w_ = nullptr;
+    std::shared_ptr<detail::Life> life_;  // shared with its Futures and Scopes
     std::unique_ptr<detail::Keeper> keeper_;
 };
 
@@ -1398,14 +1838,16 @@ private:
 namespace detail {
 
 inline Registrar Access::registrar(DistWorker *w, Keeper *k) noexcept { return Registrar(w, k); }
-inline DistWorker *Access::release(Worker &w, std::unique_ptr<Keeper> &keeper) noexcept {
+inline const std::shared_ptr<Life> &Access::life(const Worker &w) noexcept { return w.life_; }
+inline void Access::release(Worker &w, std::unique_ptr<Keeper> &keeper) noexcept {
     keeper = std::move(w.keeper_);
-    return std::exchange(w.w_, nullptr);
+    w.life_.reset();
 }
 
 template <class S, class O>
 std::int32_t LevelFn<S, O>::run_setup(void *user, DistWorker *inner) noexcept {
     auto *self = static_cast<LevelFn *>(user);
+    const OnPool on(self->owner);
     return guarded([&] {
         Registrar r = Access::registrar(inner, &self->inner);
         return code_of(self->setup, r);
@@ -1417,15 +1859,37 @@ template <class O>
 Status Register<Self>::try_add_level(Worker &&inner, O &&orch) {
     static_assert(orch_fn<O>, "dist: an orchestration callable is invocable as orch(dist::WorkerRef, const "
                               "dist::Call &) and returns void or an integral error code (0 = success)");
+    constexpr const char *op = "dist_worker_add_level";
     using H = OrchFn<std::decay_t<O>>;
+    const std::shared_ptr<Life> life = Access::life(inner);
+    const std::string empty_inner = std::string(op) + ": the inner dist::Worker is empty (moved from, or shut down)";
+    if (!life || life->gone()) return Status(life ? DIST_ERR_SHUT_DOWN : DIST_ERR_NULL_ARGUMENT, empty_inner, op);
+    // The inner Worker's own calls (its Futures and Scopes) stop while it
+    // is handed over, and for good once the outer one owns it; a level of
+    // itself is the library's to refuse.
+    const bool itself = life->worker() == static_cast<Self *>(this)->get();
+    if (!itself) {
+        switch (life->close_begin()) {
+            case Life::Close::started: break;
+            case Life::Close::gone: return Status(DIST_ERR_SHUT_DOWN, empty_inner, op);
+            case Life::Close::busy:
+                return Status(DIST_ERR_SHUT_DOWN,
+                              std::string(op) + ": the inner dist::Worker is shutting down on another thread", op);
+        }
+    }
     H *holder = nullptr;
-    Status s = enroll<H>("dist_worker_add_level", [&inner, &holder](DistWorker *dw, H *h) {
+    Status s = enroll<H>(op, [&life, &holder](DistWorker *dw, H *h) {
         holder = h;
-        return dist_worker_add_level(dw, inner.get(), &H::run, h);
+        return dist_worker_add_level(dw, life->worker(), &H::run, h);
     }, std::forward<O>(orch));
     // Registered: the outer worker owns the inner one now; its callables
     // live in the orchestration function's holder (no allocation here).
-    if (s.ok()) (void)Access::release(inner, holder->adopted);
+    if (s.ok()) {
+        life->mark_gone();
+        Access::release(inner, holder->adopted);
+    } else if (!itself) {
+        life->reopen();
+    }
     return s;
 }
 

@@ -111,6 +111,9 @@ void two_levels() {
 }
 
 int run() {
+    // Captured by reference below, so declared before the Worker: it
+    // outlives the Worker's shutdown (below, or in its destructor on an
+    // exception), and no task here can overrun the shutdown deadline.
     std::atomic<int> ran[2] = {{0}, {0}};
     dist::Worker worker;
     for (int k = 0; k < 2; k++)

@@ -12,7 +12,14 @@
 // orchestration of THREAD- and PROCESS-mode levels, and in a child the
 // caller forks itself (dist::child_serve); an exception thrown in a callable
 // becomes a task failure carrying its text; scopes are RAII; waits take
-// std::chrono timeouts.
+// std::chrono timeouts. And misuse gives a status, never a crash: every
+// operation of an empty (moved-from or shut-down) Worker is refused with
+// one message; Scopes and Futures that outlive their Worker report
+// DIST_ERR_SHUT_DOWN, also to a wait under way on another thread and to
+// threads hammering the Worker while it shuts down; two concurrent
+// shutdowns: one does it, the other returns DIST_ERR_SHUT_DOWN; Scopes end
+// innermost first (end() refuses otherwise; a destroyed outer Scope ends
+// after its inner ones).
 #include "dist_worker.hpp"
 
 #include <sys/mman.h>
@@ -28,8 +35,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -603,6 +613,310 @@ void levels() {
     check(kill(level_pid, 0) == -1 && errno == ESRCH, "the level process is gone");
 }
 
+// Every operation of `w` is refused with `want` and the empty Worker's message.
+void every_operation_refused(dist::Worker &w, DistStatus want, const std::string &state) {
+    const char *empty = "this dist::Worker is empty (moved from, or shut down)";
+    auto noop = [](const dist::Call &) {};
+    auto orch = [](dist::WorkerRef, const dist::Call &) {};
+    auto setup = [](dist::Registrar &) {};
+    const uint32_t index[1] = {0};
+    const std::string on = " on a " + state + " Worker";
+    expect_status(w.try_start(), want, ("start" + on).c_str(), empty);
+    expect_status(w.try_dispatch(dist::Task(dist::Sub, 1)), want, ("dispatch" + on).c_str(), empty);
+    expect_throw([&] { w.dispatch(dist::Task(dist::Sub, 1)); }, want, ("dispatch (throwing)" + on).c_str(), empty);
+    expect_status(w.try_dispatch_on(dist::Task(dist::Sub, 1), index), want, ("dispatch_on" + on).c_str(), empty);
+    expect_status(w.try_wait(1), want, ("wait" + on).c_str(), empty);
+    expect_status(w.try_wait_for(1, 10ms), want, ("wait_for" + on).c_str(), empty);
+    expect_status(w.try_drain(), want, ("drain" + on).c_str(), empty);
+    expect_status(w.try_scope(), want, ("scope" + on).c_str(), empty);
+    expect_status(w.try_alloc({4}, dist::DType::UInt8), want, ("alloc" + on).c_str(), empty);
+    expect_status(w.try_task_tensor(1, 0, 0), want, ("task_tensor" + on).c_str(), empty);
+    expect_status(w.try_add_thread(dist::Sub, noop), want, ("add_thread" + on).c_str(), empty);
+    expect_status(w.try_spawn(dist::Sub, noop), want, ("spawn" + on).c_str(), empty);
+    expect_status(w.try_spawn_with_init(dist::Sub, [] {}, noop), want, ("spawn_with_init" + on).c_str(), empty);
+    expect_status(w.try_spawn_level(setup, orch), want, ("spawn_level" + on).c_str(), empty);
+    expect_status(w.try_spawn_level(dist::Options().level(3), setup, orch), want,
+                  ("spawn_level with options" + on).c_str(), empty);
+    dist::Worker inner(dist::Options().level(3));
+    expect_status(w.try_add_level(std::move(inner), orch), want, ("add_level" + on).c_str(), empty);
+    check(static_cast<bool>(inner), "the refused add_level left the inner Worker alone");
+    int mailbox_stand_in = 0;
+    expect_status(w.try_add_process(dist::Sub, &mailbox_stand_in), want, ("add_process" + on).c_str(), empty);
+    expect_status(w.try_set_process_pid(&mailbox_stand_in, 1), want, ("set_process_pid" + on).c_str(), empty);
+    expect_status(w.shutdown(), DIST_OK, ("shutdown" + on + " (a no-op)").c_str());
+    check(!w && w.get() == nullptr && w.ref().get() == nullptr, "the " + state + " Worker is empty");
+}
+
+void empty_workers() {
+    std::printf("== an empty Worker refuses every operation with one message\n");
+    dist::Worker w;
+    dist::Worker moved = std::move(w);
+    every_operation_refused(w, DIST_ERR_NULL_ARGUMENT, "moved-from");
+    expect_status(moved.shutdown(), DIST_OK, "shutdown");
+    every_operation_refused(moved, DIST_ERR_SHUT_DOWN, "shut-down");
+
+    dist::Worker top;
+    dist::Worker gone;
+    (void)gone.shutdown();
+    expect_status(top.try_add_level(std::move(w), [](dist::WorkerRef, const dist::Call &) {}),
+                  DIST_ERR_NULL_ARGUMENT, "add_level of a moved-from inner Worker",
+                  "the inner dist::Worker is empty (moved from, or shut down)");
+    expect_status(top.try_add_level(std::move(gone), [](dist::WorkerRef, const dist::Call &) {}),
+                  DIST_ERR_SHUT_DOWN, "add_level of a shut-down inner Worker", "the inner dist::Worker is empty");
+    expect_status(top.shutdown(), DIST_OK, "shutdown");
+}
+
+void lifetimes() {
+    std::printf("== Scopes and Futures that outlive their Worker\n");
+    auto work = [](const dist::Call &call) {
+        if (!call.scalars().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(call.scalar(0)));
+    };
+    {
+        dist::Worker w(dist::Options().heap_ring_size(1 << 20));
+        w.add_thread(dist::Sub, work);
+        dist::Scope s = w.scope();
+        expect_status(w.shutdown(), DIST_OK, "shutdown with a Scope open");
+        check(s.active(), "the Scope has not ended yet");
+        expect_status(s.end(), DIST_ERR_SHUT_DOWN, "Scope::end after its Worker's shutdown",
+                      "dist_worker_scope_end: the dist::Worker of this dist::Scope is gone");
+        check(!s.active(), "and leaves the Scope ended");
+        expect_status(s.end(), DIST_OK, "a second end() is a no-op");
+    }
+    {
+        std::vector<dist::Scope> left;
+        dist::Future f, copy;
+        {
+            dist::Worker w(dist::Options().heap_ring_size(1 << 20));
+            w.add_thread(dist::Sub, work);
+            left.push_back(w.scope());
+            left.push_back(w.scope());
+            f = w.dispatch(dist::Task(dist::Sub, 1).output(dist::tensor({16}, dist::DType::UInt8)));
+            f.wait();
+            check(f.tensor(0).data != 0, "the Future works while its Worker lives");
+            copy = f;
+            dist::Worker moved = std::move(w);  // the Future follows its worker, not the object
+            expect_status(f.try_wait(), DIST_OK, "a Future of a moved Worker waits");
+        }  // `moved` is destroyed with two scopes open and the Future alive
+        expect_status(f.try_wait(), DIST_ERR_SHUT_DOWN, "Future::try_wait after its Worker was destroyed",
+                      "the dist::Worker of this dist::Future is gone");
+        expect_throw([&] { f.wait(); }, DIST_ERR_SHUT_DOWN, "Future::wait after it", "is gone");
+        expect_throw([&] { (void)copy.wait_for(1s); }, DIST_ERR_SHUT_DOWN, "Future::wait_for (a copy)", "is gone");
+        expect_status(f.try_wait_for(0ms), DIST_ERR_SHUT_DOWN, "Future::try_wait_for(0ms)", "is gone");
+        expect_status(f.try_wait_until(Clock::now() + 1s), DIST_ERR_SHUT_DOWN, "Future::try_wait_until", "is gone");
+        expect_status(f.try_tensor(0), DIST_ERR_SHUT_DOWN, "Future::try_tensor", "dist_worker_task_tensor:");
+        expect_throw([&] { (void)f.tensor(0, 0); }, DIST_ERR_SHUT_DOWN, "Future::tensor", "is gone");
+        check(f.id() != 0 && static_cast<bool>(f), "the Future keeps its id");
+        expect_status(left.back().end(), DIST_ERR_SHUT_DOWN, "Scope::end after its Worker was destroyed", "is gone");
+        left.clear();
+        std::printf("ok: Scopes destroyed after their Worker do nothing\n");
+    }
+
+    // A wait under way on another thread when the Worker shuts down returns
+    // within a slice, long before the shutdown finishes the task.
+    {
+        dist::Worker w;
+        w.add_thread(dist::Sub, work);
+        const dist::Future slow = w.dispatch(dist::Task(dist::Sub, 1).scalar(400));
+        std::atomic<bool> started{false};
+        std::atomic<double> returned_at{0};
+        const Clock::time_point t0 = Clock::now();
+        dist::Status seen;
+        std::thread waiter([&] {
+            started = true;
+            seen = slow.try_wait();
+            returned_at = ms_since(t0);
+        });
+        while (!started) std::this_thread::yield();
+        std::this_thread::sleep_for(50ms);
+        const double shutdown_at = ms_since(t0);
+        expect_status(w.shutdown(), DIST_OK, "shutdown while another thread waits on a Future");
+        const double shutdown_done = ms_since(t0);
+        waiter.join();
+        expect_status(seen, DIST_ERR_SHUT_DOWN, "the wait under way", "the dist::Worker of this dist::Future is");
+        check(returned_at.load() < shutdown_done && shutdown_done > 300,
+              "the waiter returned " + std::to_string(returned_at.load() - shutdown_at) +
+                  " ms after the shutdown began, which finished the 400 ms task " +
+                  std::to_string(shutdown_done - shutdown_at) + " ms after it began");
+    }
+
+    // Threads hammering a Worker and its Futures while it shuts down: each
+    // call returns a status, none touches freed memory.
+    for (int round = 0; round < 3; round++) {
+        dist::Worker w(dist::Options().heap_ring_size(1 << 20));
+        for (int i = 0; i < 2; i++)
+            w.add_thread(dist::Sub, [](const dist::Call &call) {
+                std::this_thread::sleep_for(std::chrono::microseconds(call.scalar(0)));
+            });
+        w.start();
+        std::atomic<bool> stop{false};
+        std::atomic<int> calls{0}, refused{0}, unexpected{0};
+        auto tally = [&](DistStatus s, std::initializer_list<DistStatus> fine) {
+            calls++;
+            if (s == DIST_ERR_SHUT_DOWN || s == DIST_ERR_NULL_ARGUMENT) refused++;
+            else if (s != DIST_OK && std::find(fine.begin(), fine.end(), s) == fine.end()) {
+                std::fprintf(stderr, "unexpected %s: %s\n", dist_status_str(s), dist_last_error_message());
+                unexpected++;
+            }
+        };
+        auto hammer = [&](unsigned seed) {
+            std::vector<dist::Future> mine;
+            for (unsigned i = seed; !stop || i < seed + 40; i++) {
+                dist::Result<dist::Future> d = w.try_dispatch(dist::Task(dist::Sub, 1).scalar(50 + i % 200));
+                tally(d.status(), {});
+                if (d) {
+                    if (mine.size() == 8) mine.erase(mine.begin());
+                    mine.push_back(*d);
+                }
+                for (const dist::Future &f : mine)
+                    tally(f.try_wait_for(i % 2 ? 0ms : 1ms).status(), {DIST_ERR_TIMEOUT});
+                if (!mine.empty()) tally(mine.back().try_tensor(0).status(), {DIST_ERR_INVALID_ARGUMENT});
+                if (i % 4 == 0) {
+                    dist::Result<dist::Scope> s = w.try_scope();
+                    tally(s.status(), {DIST_ERR_INVALID_ARGUMENT});
+                    if (s) tally(s->end().status(), {DIST_ERR_BAD_STATE});
+                }
+                if (i % 8 == 0) tally(w.try_alloc({64}, dist::DType::UInt8).status(), {});
+            }
+            for (const dist::Future &f : mine) tally(f.try_wait().status(), {});
+        };
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < 4; t++) threads.emplace_back(hammer, t * 1000);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 + 15 * round));
+        expect_status(w.shutdown(), DIST_OK, "shutdown while 4 threads dispatch, wait, scope and alloc");
+        stop = true;
+        for (std::thread &t : threads) t.join();
+        check(unexpected.load() == 0 && refused.load() > 0,
+              std::to_string(calls.load()) + " calls from 4 threads across the shutdown: " +
+                  std::to_string(refused.load()) + " refused with a status, none unexpected");
+    }
+
+    // An untimed wait on a task that passed task_timeout_ms returns its
+    // TIMEOUT (the waits go in slices, and a slice's TIMEOUT is not the task's).
+    {
+        dist::Worker w(dist::Options().task_timeout(150ms));
+        std::fflush(stdout);
+        (void)w.spawn(dist::Sub, [](const dist::Call &) { std::this_thread::sleep_for(5s); });
+        const Clock::time_point t0 = Clock::now();
+        dist::Future f = w.dispatch(dist::Task(dist::Sub, 1));
+        expect_status(f.try_wait(), DIST_ERR_TIMEOUT, "an untimed wait on a task that overran task_timeout");
+        check(ms_since(t0) < 3000, "it returned after " + std::to_string(ms_since(t0)) + " ms");
+        expect_status(f.try_wait_for(10s), DIST_ERR_TIMEOUT, "and a timed one, at once");
+        check(ms_since(t0) < 3000, "(after " + std::to_string(ms_since(t0)) + " ms)");
+        (void)w.try_drain();
+        (void)w.shutdown();
+    }
+}
+
+void concurrent_shutdowns() {
+    std::printf("== two threads shut one Worker down at once\n");
+    for (int round = 0; round < 5; round++) {
+        dist::Worker w;
+        std::atomic<int> ran{0};
+        w.add_thread(dist::Sub, [&ran](const dist::Call &) {
+            std::this_thread::sleep_for(100ms);
+            ran++;
+        });
+        w.dispatch(dist::Task(dist::Sub, 1));  // the first shutdown finishes it: the two overlap
+        std::atomic<int> ready{0};
+        dist::Status got[2];
+        auto shut = [&](int k) {
+            ready++;
+            while (ready.load() < 2) std::this_thread::yield();
+            got[k] = w.shutdown();
+        };
+        std::thread a(shut, 0), b(shut, 1);
+        a.join();
+        b.join();
+        const int first = got[0].ok() ? 0 : 1;
+        if (round == 0 || !got[first].ok() || got[1 - first].status() != DIST_ERR_SHUT_DOWN) {
+            expect_status(got[first], DIST_OK, "the first shutdown");
+            expect_status(got[1 - first], DIST_ERR_SHUT_DOWN, "the second, concurrent one", "already shutting down");
+        }
+        if (ran.load() != 1 || w) fail("round " + std::to_string(round) + ": the task did not run or w is not empty");
+        expect_status(w.shutdown(), DIST_OK, "a later shutdown is a no-op");
+    }
+    std::printf("ok: 5 rounds: one shutdown finished the work, the other returned at once\n");
+
+    // Shut down on one thread, destroyed on another.
+    auto owned = std::make_unique<dist::Worker>();
+    owned->add_thread(dist::Sub, [](const dist::Call &) { std::this_thread::sleep_for(50ms); });
+    owned->dispatch(dist::Task(dist::Sub, 1));
+    dist::Status early;
+    std::thread t([&] { early = owned->shutdown(); });
+    t.join();
+    expect_status(early, DIST_OK, "shutdown on another thread");
+    owned.reset();
+    std::printf("ok: the destructor of a Worker shut down elsewhere does nothing\n");
+}
+
+void scope_order() {
+    std::printf("== Scopes end innermost first\n");
+    dist::Worker w(dist::Options().heap_ring_size(1 << 20));
+    w.add_thread(dist::Sub, [](const dist::Call &) {});
+    {
+        dist::Scope outer = w.scope();
+        dist::Scope inner = w.scope();
+        expect_status(outer.end(), DIST_ERR_BAD_STATE, "ending the outer Scope while an inner one is open",
+                      "scopes end innermost first: 1 scope(s) opened inside this one are still open");
+        check(outer.active() && inner.active(), "the refused end() changed nothing");
+        expect_status(inner.end(), DIST_OK, "the inner Scope ends");
+        expect_status(outer.end(), DIST_OK, "then the outer one");
+        expect(dist_worker_scope_end(w.get()), DIST_ERR_BAD_STATE, "no scope is left open");
+    }
+    {
+        std::vector<dist::Scope> v;
+        for (int i = 0; i < 3; i++) v.push_back(w.scope());
+        v.clear();  // destroys front to back
+        expect(dist_worker_scope_end(w.get()), DIST_ERR_BAD_STATE,
+               "a vector of 3 Scopes cleared front to back ended all 3");
+    }
+    {
+        std::optional<dist::Scope> outer(w.scope());
+        dist::Scope inner = w.scope();
+        outer.reset();  // not the innermost: its scope ends after `inner`
+        check(inner.active(), "destroying the outer Scope first left the inner one open");
+        std::vector<dist::Scope> more;
+        for (int i = 0; i < DIST_MAX_SCOPE_DEPTH - 2; i++) more.push_back(w.scope());
+        expect(dist_worker_scope_begin(w.get()), DIST_ERR_INVALID_ARGUMENT,
+               "the library still has the outer scope open (62 more made it 64 deep)");
+        more.clear();
+        expect_status(inner.end(), DIST_OK, "ending the inner Scope");
+        expect(dist_worker_scope_end(w.get()), DIST_ERR_BAD_STATE, "ended the outer one after it");
+    }
+    {
+        dist::Scope a = w.scope();
+        dist::Scope b = w.scope();
+        a = std::move(b);  // a's own (outer) scope is left to end after b's
+        check(a.active() && !b.active(), "a Scope assigned from an inner one holds it");
+        expect_status(a.end(), DIST_OK, "and ends it");
+        expect(dist_worker_scope_end(w.get()), DIST_ERR_BAD_STATE, "then the outer one ended too");
+    }
+    {
+        dist::Scope s = w.scope();
+        dist::Worker w2 = std::move(w);
+        expect_status(s.end(), DIST_OK, "a Scope ends after its Worker was moved");
+        w = std::move(w2);
+    }
+    // A scope opened in a callable nests inside the host's: the host's may
+    // not end before it.
+    {
+        dist::Worker cw(dist::Options().heap_ring_size(1 << 20));
+        std::optional<dist::Scope> held;
+        dist::Worker *cwp = &cw;
+        cw.add_thread(dist::Sub, [cwp, &held](const dist::Call &call) {
+            if (call.callable() == 1) held.emplace(cwp->scope());
+            else held.reset();
+        });
+        dist::Scope host = cw.scope();
+        cw.dispatch(dist::Task(dist::Sub, 1)).wait();
+        expect_status(host.end(), DIST_ERR_BAD_STATE, "the host's Scope while a callable's is open", "innermost first");
+        cw.dispatch(dist::Task(dist::Sub, 2)).wait();
+        expect_status(host.end(), DIST_OK, "and once the callable ended its own");
+        expect_status(cw.shutdown(), DIST_OK, "shutdown");
+    }
+    expect_status(w.shutdown(), DIST_OK, "shutdown");
+}
+
 }  // namespace
 
 int main() {
@@ -616,6 +930,10 @@ int main() {
     wait_with_timeout();
     caller_child();
     levels();
+    empty_workers();
+    lifetimes();
+    concurrent_shutdowns();
+    scope_order();
     std::printf("cpp_api: all checks passed (C++ %ld, library %s)\n", static_cast<long>(__cplusplus),
                 std::string(dist::version()).c_str());
     return 0;
