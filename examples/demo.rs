@@ -2,14 +2,18 @@
 //! dispatches a batch of tasks, and prints what ran where and how fast.
 //!
 //! cargo run --release --example demo [-- TASKS]
+//!
+//! On a terminal, a batch that runs longer than a moment shows a live
+//! progress line (tasks done, the rate) while it drains.
 
 use dist_worker::abi::{DistCallConfig, DistTensor, DIST_FLOAT32};
 use dist_worker::Args;
 use dist_worker::TaskSpec;
 use dist_worker::WorkerType;
 use dist_worker::{Options, Runtime};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 const CHILDREN: usize = 4;
 const THREADS: usize = 2;
@@ -66,13 +70,60 @@ fn main() -> Result<(), dist_worker::Error> {
         )?;
     }
 
+    let start = Instant::now();
+    let finished = AtomicBool::new(false);
+    let done = || {
+        (0..CHILDREN + THREADS)
+            .map(|s| counter(s).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    std::thread::scope(|scope| -> Result<(), dist_worker::Error> {
+        if std::io::stdout().is_terminal() {
+            scope.spawn(|| progress(tasks, start, &finished, done));
+        }
+        let r = submit_all(&rt, tasks);
+        finished.store(true, Ordering::Relaxed);
+        r
+    })?;
+    let elapsed = start.elapsed();
+    report(tasks, elapsed, &pids, counter);
+    rt.shutdown()
+}
+
+/// Redraws one line on the terminal every 100 ms (after the first 300 ms,
+/// so short batches print nothing) until the batch is drained.
+fn progress(tasks: u64, start: Instant, finished: &AtomicBool, done: impl Fn() -> u64) {
+    let mut drawn = false;
+    while !finished.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let t = start.elapsed();
+        if t < Duration::from_millis(300) {
+            continue;
+        }
+        let n = done();
+        let rate = n as f64 / t.as_secs_f64();
+        print!(
+            "\r  {n:>10} / {tasks} tasks ({:>5.1}%), {rate:>10.0} tasks/s, {:>6.1} s",
+            100.0 * n as f64 / tasks.max(1) as f64,
+            t.as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        drawn = true;
+    }
+    if drawn {
+        println!();
+    }
+}
+
+/// Dispatches the batch (alternating types, one tensor and two scalars
+/// each), then drains it.
+fn submit_all(rt: &Runtime, tasks: u64) -> Result<(), dist_worker::Error> {
     let config = DistCallConfig {
         block_dim: 24,
         aicpu_thread_num: 3,
         enable_profiling: false,
         enable_dump_tensor: false,
     };
-    let start = Instant::now();
     for i in 0..tasks {
         let t = [DistTensor {
             data: 0x1000 + 64 * i,
@@ -98,9 +149,16 @@ fn main() -> Result<(), dist_worker::Error> {
             members: &members[..],
         })?;
     }
-    rt.drain()?;
-    let elapsed = start.elapsed();
+    rt.drain()
+}
 
+/// What ran where, and how fast.
+fn report(
+    tasks: u64,
+    elapsed: Duration,
+    pids: &[i32],
+    counter: impl Fn(usize) -> &'static AtomicU64,
+) {
     println!("dist-worker demo: {tasks} tasks over {CHILDREN} children and {THREADS} threads");
     for slot in 0..CHILDREN + THREADS {
         let who = if let Some(pid) = pids.get(slot) {
@@ -125,5 +183,4 @@ fn main() -> Result<(), dist_worker::Error> {
         rate,
         1e6 / rate
     );
-    rt.shutdown()
 }
