@@ -22,6 +22,7 @@ mod capi;
 mod floor;
 mod report;
 mod scale;
+mod svg;
 
 use capi::{Pool, Tunables, SLEEP_GAP};
 use report::Report;
@@ -30,8 +31,8 @@ const USAGE: &str = "\
 dist-bench: dist-worker's dispatch path, through its C API, beside the
 limits of the machine, in one run.
 
-Usage: dist-bench [--quick] [--json]
-       cargo run --release -p dist-bench -- [--quick] [--json]
+Usage: dist-bench [--quick] [--json] [--svg FILE]
+       cargo run --release -p dist-bench -- [--quick] [--json] [--svg FILE]
 
 Measures round trips (one task: dispatch + wait) to a hot and to a sleeping
 child beside two processes spinning on one shared word, a pipe (also after
@@ -43,6 +44,8 @@ parent polls every 50 us); throughput of no-op tasks through 1, 4, 16 and
 Options:
   --quick      fewer iterations: a short run
   --json       print the results as one JSON object instead of the table
+  --svg FILE   also write a picture of the run to FILE: the latency
+               distribution of every round trip, and each pool's throughput
   -h, --help   print this text and exit
 
 Environment:
@@ -68,15 +71,25 @@ apply to it.
 pub struct Lat {
     pub p50: f64,
     pub p99: f64,
+    /// The distribution: the value at each of `Lat::PERCENTILES`.
+    pub dist: [f64; 9],
 }
 
 impl Lat {
+    /// Where the distribution is sampled, in percent.
+    pub const PERCENTILES: [f64; 9] = [1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9, 100.0];
+
     /// Percentiles of round trips measured in ns.
     pub fn of(mut ns: Vec<u64>) -> Lat {
         ns.sort_unstable();
+        let at = |pct: f64| {
+            let i = ((ns.len() as f64 * pct / 100.0) as usize).min(ns.len() - 1);
+            ns[i] as f64 / 1e3
+        };
         Lat {
-            p50: ns[ns.len() / 2] as f64 / 1e3,
-            p99: ns[ns.len() * 99 / 100] as f64 / 1e3,
+            p50: at(50.0),
+            p99: at(99.0),
+            dist: Lat::PERCENTILES.map(at),
         }
     }
 }
@@ -111,6 +124,8 @@ impl Cfg {
 struct Args {
     json: bool,
     quick: bool,
+    /// Where to write the SVG picture of the run.
+    svg: Option<String>,
 }
 
 /// Why the command line does not ask for a run.
@@ -127,10 +142,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, NoRun> {
     let mut a = Args {
         json: false,
         quick: false,
+        svg: None,
     };
-    for arg in args {
+    let mut args = args;
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => a.json = true,
+            "--svg" => a.svg = Some(args.next().ok_or(NoRun::Unknown(arg))?),
             "--quick" => a.quick = true,
             "-h" | "--help" => return Err(NoRun::Help),
             _ => return Err(NoRun::Unknown(arg)),
@@ -286,6 +304,12 @@ fn main() {
         return;
     }
     let report = run(&Cfg::new(args.quick), &tunables);
+    if let Some(path) = &args.svg {
+        if let Err(e) = std::fs::write(path, svg::render(&report)) {
+            eprintln!("dist-bench: writing {path}: {e}");
+            std::process::exit(1);
+        }
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {

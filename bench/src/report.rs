@@ -168,6 +168,7 @@ mod tests {
         let l = Lat {
             p50: 0.1104,
             p99: 2.0,
+            dist: [0.0; 9],
         };
         let r = Report {
             floor_spin: l,
