@@ -36,7 +36,7 @@ from .tensor import (
     BFLOAT16, FLOAT16, FLOAT32, INT8, INT16, INT32, INT64, NEXT_LEVEL, SUB, UINT8, UINT64, Args,
     CallConfig, DType, Tag, TaskArgs, Tensor, WorkerType, empty,
 )
-from .worker import WAIT_SLICE_MS, Task, Worker
+from .worker import ALLOC_SLICE_MS, WAIT_SLICE_MS, Task, Worker
 
 library_path = _lib.path
 """The path of the libdist_worker that was loaded."""
@@ -49,6 +49,7 @@ MAILBOX_SIZE = _lib.MAILBOX_SIZE
 
 __all__ = [
     "__version__", "library_path", "library_version", "MAILBOX_SIZE", "WAIT_SLICE_MS",
+    "ALLOC_SLICE_MS",
     "Worker", "Task", "Tensor", "Args", "TaskArgs", "CallConfig", "empty",
     "WorkerType", "SUB", "NEXT_LEVEL", "Tag", "DType",
     "FLOAT32", "FLOAT16", "INT32", "INT16", "INT8", "UINT8", "BFLOAT16", "INT64", "UINT64",

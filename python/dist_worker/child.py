@@ -50,17 +50,23 @@ def _flush():
             pass
 
 
-def _code(result):
-    """The error code of a callable's return value."""
+def _code(result, what="callable"):
+    """The error code of a callable's (or an orchestration function's, or a
+    level setup's: ``what``) return value: None/0 = success, an int32 = its
+    error code; anything else fails with EXCEPTION_ERROR and a message
+    saying why."""
     if result is None:
         return 0
     if isinstance(result, int) and not isinstance(result, bool):
         if _INT32[0] <= result < _INT32[1]:
             return result
-        set_error_message(f"callable returned {result}, which is not an int32 error code")
+        set_error_message(f"{what} returned {result}, which is not an int32 error code")
         return EXCEPTION_ERROR
+    text = repr(result)
+    if len(text) > 200:
+        text = text[:200] + "..."
     set_error_message(
-        f"callable returned {result!r} ({type(result).__name__}): return None or 0 for "
+        f"{what} returned {text} ({type(result).__name__}): return None or 0 for "
         "success, an int error code for failure")
     return EXCEPTION_ERROR
 
@@ -228,8 +234,11 @@ def serve(mailbox, handler):
     text. Called on the main thread, SIGINT keeps its default action while
     serving (Ctrl-C ends the process; the loop cannot be interrupted from
     Python). Raises :class:`Error` (PROTOCOL) if the mailbox holds a state
-    no host writes. The process runs on until SHUTDOWN: one started
-    separately does not notice its host's death by itself.
+    no host writes. It raises :class:`ShutDown` within 500 ms of the death
+    of the process that started this one (its parent when ``serve`` is
+    called), so an orphan never serves on; a child whose parent is not the
+    host does not notice the host's death (the host's ``add_process(...,
+    pid=...)`` only makes the host notice the child's).
     """
     address, opened, keep = _mailbox(mailbox)
     fn = task_fn(handler, flush=True)

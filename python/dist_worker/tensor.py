@@ -2,10 +2,11 @@
 
 import ctypes
 import enum
+import weakref
 from collections import namedtuple
 
 from . import _lib
-from .errors import InvalidArgument, Status
+from .errors import InvalidArgument, ShutDown, Status
 
 
 class WorkerType(enum.IntEnum):
@@ -128,10 +129,13 @@ class Tensor:
     lies in the worker's shared heap, which children spawned by that worker
     see at the same address; :meth:`memoryview` and :meth:`numpy` view it.
     Such memory lives until its scope ends and no task needs it any more (for
-    the root scope: the next drain), and never past the worker's shutdown.
+    the root scope: the next drain), and never past the worker's shutdown:
+    a tensor from :meth:`Worker.alloc` or :meth:`Task.tensor` remembers its
+    worker, and :meth:`memoryview` / :meth:`numpy` raise :class:`ShutDown`
+    once that worker is shut down.
     """
 
-    __slots__ = ("data", "shape", "dtype")
+    __slots__ = ("data", "shape", "dtype", "_worker")
 
     def __init__(self, data, shape, dtype=DType.FLOAT32):
         if not isinstance(data, int) or not 0 <= data < 1 << 64:
@@ -139,9 +143,12 @@ class Tensor:
         self.data = data
         self.shape = _shape(shape)
         self.dtype = DType.of(dtype)
+        self._worker = None
 
     @classmethod
-    def _from_c(cls, t):
+    def _from_c(cls, t, worker=None):
+        """From a DistTensor; ``worker``: the Worker whose heap holds it (its
+        views are refused once that worker is shut down)."""
         self = cls.__new__(cls)
         self.data = t.data
         self.shape = tuple(t.shapes[: min(t.ndims, _lib.MAX_DIMS)])
@@ -149,7 +156,34 @@ class Tensor:
             self.dtype = DType(t.dtype)
         except ValueError:
             self.dtype = t.dtype
+        self._worker = None if worker is None else weakref.ref(worker)
         return self
+
+    def __reduce__(self):
+        # Pickled, it describes the same addresses without the link to the
+        # worker (a weak reference does not pickle; another process has
+        # another worker).
+        return (_rebuild, (self.data, self.shape, int(self.dtype)))
+
+    def __copy__(self):
+        t = _rebuild(self.data, self.shape, int(self.dtype))
+        t._worker = self._worker
+        return t
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def _mapped(self):
+        """Raises ShutDown when the worker whose heap held the tensor is shut
+        down (its heap is unmapped: a view would crash the process)."""
+        ref = self._worker
+        if ref is not None:
+            w = ref()
+            if w is None or w._ptr is None:
+                raise ShutDown(
+                    Status.SHUT_DOWN,
+                    f"tensor at {self.data:#x}: its Worker was shut down, so its heap memory "
+                    "is gone (unmapped)")
 
     def _to_c(self, out):
         out.data = self.data
@@ -178,9 +212,13 @@ class Tensor:
 
         Only for memory mapped here: the shared heap of the worker (in its
         host, and in the children it spawned), or memory the caller owns.
+        Raises :class:`ShutDown` once the tensor's worker is shut down; a
+        view taken before the shutdown must not be used after it (its memory
+        is gone, and touching it crashes the process).
         """
         if not self.data:
             raise InvalidArgument(Status.INVALID_ARGUMENT, "tensor has no data (address 0)")
+        self._mapped()
         dtype = DType(self.dtype)
         flags = _lib.PYBUF_READ if readonly else _lib.PYBUF_WRITE
         raw = _lib.memory_view(self.data, self.nbytes, flags)
@@ -190,11 +228,15 @@ class Tensor:
 
     def numpy(self):
         """A numpy array over the elements (no copy); bfloat16 as uint16.
-        Needs numpy; the same memory rules as :meth:`memoryview`."""
+        Needs numpy; the same memory rules as :meth:`memoryview`: raises
+        :class:`ShutDown` once the tensor's worker is shut down, and an
+        array taken before the shutdown must not be used after it (its
+        memory is gone, and touching it crashes the process)."""
         import numpy
 
         if not self.data:
             raise InvalidArgument(Status.INVALID_ARGUMENT, "tensor has no data (address 0)")
+        self._mapped()
         raw = _lib.memory_view(self.data, self.nbytes, _lib.PYBUF_WRITE)
         return numpy.frombuffer(raw, dtype=_NUMPY[DType(self.dtype)]).reshape(self.shape)
 
@@ -209,6 +251,16 @@ class Tensor:
     def __repr__(self):
         name = self.dtype.name.lower() if isinstance(self.dtype, DType) else self.dtype
         return f"Tensor(data={self.data:#x}, shape={self.shape}, dtype={name})"
+
+
+def _rebuild(data, shape, dtype):
+    t = Tensor.__new__(Tensor)
+    t.data, t.shape, t._worker = data, tuple(shape), None
+    try:
+        t.dtype = DType(dtype)
+    except ValueError:
+        t.dtype = dtype
+    return t
 
 
 def empty(shape, dtype=DType.FLOAT32):
@@ -232,6 +284,12 @@ def _config_to_c(config):
     if config is not None:
         if not isinstance(config, CallConfig):
             config = CallConfig(**config) if isinstance(config, dict) else CallConfig(*config)
+        for name in ("block_dim", "aicpu_thread_num"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not -(1 << 31) <= value < 1 << 31:
+                raise InvalidArgument(
+                    Status.INVALID_ARGUMENT, f"config {name}={value!r}: expected an int32")
         c.block_dim = config.block_dim
         c.aicpu_thread_num = config.aicpu_thread_num
         c.enable_profiling = bool(config.enable_profiling)

@@ -172,3 +172,45 @@ def test_ctrl_c_interrupts_a_wait_and_the_host_still_shuts_down(how, start, pack
     assert time.monotonic() - t0 < 5.0
     assert "KeyboardInterrupt" in host.stderr.read()
     assert not alive(child)
+
+
+HEAP_HOST = textwrap.dedent("""
+    import signal, time
+    import dist_worker as dw
+
+    signal.alarm(20)  # a host that ignored Ctrl-C would end here, failing the test
+
+    def ok(callable_id, args, config):
+        return None
+
+    with dw.Worker(heap_size=4096, alloc_timeout=None) as w:  # None: wait for space forever
+        w.add_thread(ok)
+        w.alloc((4096,), dw.UINT8)  # the whole heap, until a drain
+        for how in ("alloc", "submit"):
+            print("blocked", how, flush=True)
+            t0 = time.monotonic()
+            try:
+                if how == "alloc":
+                    w.alloc((64,), dw.UINT8)
+                else:
+                    w.submit(dw.SUB, 1, outputs=[((64,), dw.UINT8)])
+                print("returned", how, flush=True)
+            except KeyboardInterrupt:
+                print("interrupted", how, round(time.monotonic() - t0, 3), flush=True)
+    print("shut down", flush=True)
+""")
+
+
+def test_ctrl_c_interrupts_a_submit_or_alloc_waiting_for_heap_space(start, package_env):
+    host = start([sys.executable, "-c", HEAP_HOST], env=package_env, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)
+    for how in ("alloc", "submit"):
+        assert host.stdout.readline().split() == ["blocked", how], host.stderr.read()
+        time.sleep(0.3)  # in the library, waiting for heap space
+        t0 = time.monotonic()
+        host.send_signal(signal.SIGINT)
+        words = host.stdout.readline().split()
+        assert words[:2] == ["interrupted", how], (words, host.stderr.read())
+        assert time.monotonic() - t0 < 1.0
+    assert host.stdout.readline().split() == ["shut", "down"]
+    assert host.wait(timeout=10) == 0, host.stderr.read()

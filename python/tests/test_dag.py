@@ -2,6 +2,7 @@
 
 import os
 import time
+from array import array
 
 import pytest
 
@@ -215,3 +216,118 @@ def test_orchestration_style():
         ends = [span(mv, i)[1] for i in range(6)]
         starts = [span(mv, i)[0] for i in range(6)]
         assert all(starts[i + 1] >= ends[i] for i in range(5))
+
+
+def test_a_heap_wait_lasts_alloc_timeout_and_says_so():
+    """The library waits in tries of ALLOC_SLICE_MS; the package tries again
+    until the Worker's alloc_timeout passes, and the failure names it."""
+    with dw.Worker(heap_size=4096, alloc_timeout=0.35) as w:
+        w.add_thread(lambda callable_id, args, config: None)
+        w.alloc((4096,), dw.UINT8)
+        for call in (lambda: w.alloc((64,), dw.UINT8),
+                     lambda: w.submit(dw.SUB, 1, outputs=[((64,), dw.UINT8)])):
+            t0 = time.monotonic()
+            with pytest.raises(dw.ResourceExhausted, match=r"stayed full for 0\.35 s") as e:
+                call()
+            assert 0.35 <= time.monotonic() - t0 < 0.35 + 2 * dw.ALLOC_SLICE_MS / 1000
+            assert "100ms" not in e.value.message
+        w.drain()  # nothing was submitted by the refused tries
+
+
+def test_views_of_a_shut_down_workers_heap_are_refused():
+    w = dw.Worker()
+    w.add_thread(fill)
+    x = w.alloc((4,), dw.INT32)
+    x.memoryview()[:] = array("i", [1, 2, 3, 4])
+    t = w.submit(dw.SUB, 1, outputs=[((4,), dw.INT32)], scalars=[5])
+    t.wait()
+    assert x.memoryview().tolist() == [1, 2, 3, 4]
+    assert t.tensor(0).memoryview()[0] == 5
+    w.shutdown()
+    for tensor in (x, t.tensor(0)):
+        with pytest.raises(dw.ShutDown, match="heap memory is gone"):
+            tensor.memoryview()
+        with pytest.raises(dw.ShutDown):
+            tensor.memoryview(readonly=True, flat=True)
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            continue
+        with pytest.raises(dw.ShutDown):
+            tensor.numpy()
+    # A tensor the caller describes itself is not the worker's: no check.
+    import ctypes
+    buf = (ctypes.c_int32 * 2)(1, 2)
+    assert dw.Tensor(ctypes.addressof(buf), (2,), dw.INT32).memoryview().tolist() == [1, 2]
+    # Copies describe the same memory; a pickled one loses the link.
+    import copy
+    import pickle
+    with pytest.raises(dw.ShutDown):
+        copy.copy(x).memoryview()
+    y = pickle.loads(pickle.dumps(x))
+    assert y == x and y._worker is None
+
+
+def test_outcomes_after_shutdown():
+    def quick(callable_id, args, config):
+        time.sleep(0.05)
+
+    w = dw.Worker()
+    w.add_thread(quick)
+    waited = w.submit(dw.SUB, 1)
+    waited.wait()
+    unseen = w.submit(dw.SUB, 1)  # never waited for; the shutdown reports no failure
+    w.shutdown()
+    for t in (waited, unseen):
+        assert t.done() and t.status == dw.Status.OK
+        t.wait()
+
+    def fail(callable_id, args, config):
+        return 4
+
+    w = dw.Worker()
+    w.add_thread(fail)
+    failed = w.submit(dw.SUB, 1)
+    with pytest.raises(dw.TaskFailed):
+        failed.wait()
+    unseen = w.submit(dw.SUB, 1)
+    with pytest.raises(dw.TaskFailed):
+        w.shutdown()  # a failure: which tasks failed is not known here
+    assert failed.done() and failed.status == dw.Status.TASK_FAILED
+    with pytest.raises(dw.ShutDown, match="before the outcome"):
+        unseen.done()
+
+
+def test_wait_timeouts_inf_and_nan():
+    with dw.Worker() as w:
+        w.add_thread(fill)
+        t = w.submit(dw.SUB, 1, outputs=[((1,), dw.INT32)], scalars=[1])
+        t.wait(timeout=float("inf"))  # no limit
+        for bad in (float("nan"), -1, "1", True):
+            with pytest.raises(dw.InvalidArgument, match="timeout"):
+                w.submit(dw.SUB, 1, outputs=[((1,), dw.INT32)], scalars=[1]).wait(timeout=bad)
+
+
+def test_a_task_whose_id_another_threads_drain_released():
+    """A drain releases every task finished by its end, also one another
+    thread submitted after it began: a wait on it afterwards says so."""
+    import threading
+
+    def work(callable_id, args, config):
+        time.sleep(args.scalars[0] / 1000)
+
+    with dw.Worker() as w:
+        w.add_thread(work)
+        w.add_thread(work)
+        w.submit(dw.SUB, 1, scalars=[300], on=0)
+        drainer = threading.Thread(target=w.drain)
+        drainer.start()
+        time.sleep(0.05)  # the drain waits for the first task
+        late = w.submit(dw.SUB, 1, scalars=[0], on=1)  # finishes before the drain ends
+        drainer.join()
+        with pytest.raises(dw.InvalidArgument, match="a drain\\(\\) released its id") as e:
+            late.wait()
+        assert "drain from the thread that submits" in e.value.message
+        with pytest.raises(dw.InvalidArgument):
+            late.done()  # its outcome is lost, not "finished"
+        w.drain()  # a lost task does not fail a later drain

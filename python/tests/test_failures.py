@@ -186,4 +186,12 @@ def test_bad_arguments_are_refused_before_the_library():
             w.alloc((4,), "complex128")
         with pytest.raises(dw.InvalidArgument, match="group"):
             w.submit(dw.SUB, 1, members=[dw.Args(scalars=[1])], group=2)
+        for on in (-1, 1 << 32, "0"):  # out of uint32: refused, not wrapped
+            with pytest.raises(dw.InvalidArgument, match="on"):
+                w.submit(dw.SUB, 1, on=[on])
+        for config in (dw.CallConfig(block_dim=1 << 40),
+                       dw.CallConfig(aicpu_thread_num=-(1 << 31) - 1),
+                       dw.CallConfig(block_dim=2.0)):
+            with pytest.raises(dw.InvalidArgument, match="config"):
+                w.submit(dw.SUB, 1, config=config)
         w.submit(dw.SUB, 1, tensors=[(dw.Tag.NO_DEP, dw.Tensor(64, (4,), dw.INT32))]).wait()

@@ -72,3 +72,39 @@ def test_an_exception_in_an_orchestration_function_fails_its_task_with_its_text(
             assert "ValueError: no plan for callable 3" in e.value.message
         with pytest.raises(dw.TaskFailed):
             pod.drain()
+
+
+def test_an_orchestration_functions_return_value_is_checked_as_a_callables():
+    """None/0 = success, an int32 = its error code, anything else (an int
+    out of range, a str, a float, a bool, a Task) fails saying why."""
+    returns = {0: None, 1: 0, 2: 5, 3: -7, 4: 1 << 32, 5: -(1 << 32), 6: "0", 7: 2.7, 8: True}
+    task = 9  # returns the Task it submitted
+
+    def answer(inner, callable_id, args, config):
+        if callable_id == task:
+            return inner.submit(dw.SUB, 1, outputs=[((1,), dw.INT64)], scalars=[1])
+        return returns[callable_id]
+
+    with dw.Worker(level=4) as pod:
+        pod.spawn_level(lambda inner: inner.spawn(leaf) and None, answer)
+        host = dw.Worker()
+        host.add_thread(leaf)
+        pod.add_level(host, answer)
+        for index in (0, 1):  # a forked level, a pool-thread level
+            for cid in (0, 1):
+                pod.submit(dw.NEXT_LEVEL, cid, on=[index]).wait()
+            for cid, code in ((2, 5), (3, -7)):
+                with pytest.raises(dw.TaskFailed, match=f"returned error {code}$"):
+                    pod.submit(dw.NEXT_LEVEL, cid, on=[index]).wait()
+            for cid in (4, 5, 6, 7, 8, task):
+                with pytest.raises(dw.TaskFailed) as e:
+                    pod.submit(dw.NEXT_LEVEL, cid, on=[index]).wait()
+                message = e.value.message
+                assert f"the orchestration function returned error {dw.EXCEPTION_ERROR}" in message
+                if cid in (4, 5):
+                    assert f"returned {returns[cid]}, which is not an int32 error code" in message
+                else:
+                    name = "Task" if cid == task else type(returns[cid]).__name__
+                    assert f"({name}): return None or 0 for success" in message
+        with pytest.raises(dw.TaskFailed):
+            pod.drain()

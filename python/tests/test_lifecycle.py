@@ -88,6 +88,37 @@ def test_options_in_seconds_are_checked():
         w.submit(dw.SUB, 1).wait()
 
 
+def test_integer_options_out_of_their_c_range_are_refused():
+    for kw in ({"heap_size": 1 << 64}, {"heap_size": -1}, {"heap_size": True},
+               {"level": 1 << 32}, {"level": -1}, {"worker_spin_us": 1 << 32},
+               {"poll_interval_us": -1}, {"wait_spin_us": 1.0}):
+        with pytest.raises(dw.InvalidArgument, match=next(iter(kw))):
+            dw.Worker(**kw)
+    with dw.Worker() as w:
+        for kw in ({"heap_size": 1 << 64}, {"level": 1 << 32}, {"level": -1}):
+            with pytest.raises(dw.InvalidArgument, match=next(iter(kw))):
+                w.spawn_level(None, lambda *a: None, **kw)
+        assert w.pids == []
+
+
+def test_add_process_checks_the_pid_before_registering(tmp_path):
+    mb = dw.Mailbox.create(f"dist_worker_test_{os.getpid()}_pid")
+    try:
+        with dw.Worker(start_timeout=2.0) as w:
+            for pid in (-5, 0, 1 << 31, "12", True):
+                with pytest.raises(dw.InvalidArgument, match="pid"):
+                    w.add_process(mb, pid=pid)
+            w.add_process(mb)  # not registered by the refused calls
+            with pytest.raises(dw.InvalidArgument, match="registered already"):
+                w.add_process(mb)
+            w.add_thread(ok)
+            with pytest.raises(dw.InvalidArgument, match="does not exist"):
+                w.submit(dw.SUB, 1, on=2)  # two SUB workers: the mailbox and the thread
+    finally:
+        mb.unlink()
+        mb.close()
+
+
 def test_no_worker_of_a_type():
     with dw.Worker() as w:
         w.add_thread(ok)
@@ -285,3 +316,83 @@ def test_waits_on_other_threads_during_shutdown():
         th.join(10)
     assert sorted(results) in (["ok", "ok"], ["ok", "shut down"])
     assert quick.status == dw.Status.OK
+
+
+def test_a_worker_copied_into_a_spawned_child_refuses_every_call():
+    """In a spawned child (a fork of the host) the Worker is a copy: its
+    methods raise BadState without calling the library, and neither they
+    nor its collection shut anything down; the child serves on."""
+    box = {}
+
+    def child(callable_id, args, config):
+        w = box["w"]
+        out = args.tensors[0].memoryview() if args.tensors else None
+        if callable_id == 1:
+            w.shutdown()
+        elif callable_id == 2:
+            w.submit(dw.SUB, 3)
+        elif callable_id == 3:
+            for call in (w.start, w.drain, lambda: w.alloc((4,)), lambda: w.scope().__enter__(),
+                         lambda: w.run(lambda _w: None), lambda: w.add_thread(ok)):
+                try:
+                    call()
+                except dw.BadState as e:
+                    assert "copied into a child by fork" in e.message
+                else:
+                    raise AssertionError(f"{call} did not raise")
+            w.__del__()  # what collecting the copy does
+            dw.worker._shutdown_all()  # what the child's atexit would do
+            out[0] = os.getpid()
+
+    w = dw.Worker()
+    box["w"] = w
+    pid = w.spawn(child)
+    for callable_id in (1, 2):
+        with pytest.raises(dw.TaskFailed) as e:
+            w.submit(dw.SUB, callable_id).wait()
+        assert f"BadState: BAD_STATE: this Worker belongs to process {os.getpid()}; " \
+            "it was copied into a child by fork" in e.value.message
+    t = w.submit(dw.SUB, 3, outputs=[((1,), dw.INT64)])
+    t.wait()
+    assert t.tensor(0).memoryview()[0] == pid  # the same child served on
+    w.submit(dw.SUB, 3, outputs=[((1,), dw.INT64)]).wait()
+    assert alive(pid)
+    with pytest.raises(dw.TaskFailed):
+        w.shutdown()  # the two failures were never drained
+    assert not alive(pid)
+    box.clear()
+
+
+def test_only_threads_left_running_keep_a_workers_callbacks():
+    import gc
+    import time
+
+    leaked = len(dw.worker._leaked)
+
+    class Failing:
+        def __call__(self, callable_id, args, config):
+            return 3
+
+    for _ in range(200):  # shutdowns that fail with no thread left running
+        w = dw.Worker(heap_size=1 << 16)
+        w.add_thread(Failing())
+        w.submit(dw.SUB, 1)
+        with pytest.raises(dw.TaskFailed):
+            w.shutdown()
+    gc.collect()
+    assert len(dw.worker._leaked) == leaked
+
+    def slow(callable_id, args, config):
+        time.sleep(0.5)
+
+    w = dw.Worker(shutdown_timeout=0.05)
+    w.add_thread(slow)
+    w.submit(dw.SUB, 1)
+    time.sleep(0.05)  # the pool thread is in its callable
+    with pytest.raises(dw.Timeout):
+        w.shutdown()
+    assert len(dw.worker._leaked) == leaked + 1  # the thread may still call back
+    assert dw.worker._leaked[-1][0]  # the worker's callbacks
+    del w
+    gc.collect()
+    time.sleep(0.6)  # its callable returns through callbacks that still exist
