@@ -18,6 +18,8 @@
 //! - `engine`: the DAG: task slots, dependencies, pools, heap ring, scopes.
 //! - `pool`: one worker type's live and idle workers and ready queue.
 //! - `reaper`: the thread that notices dead children.
+//! - `log`: log lines on stderr or through a callback, by level.
+//! - `trace`: the timeline trace's events and its JSON file.
 //! - `worker`: a registered worker (type, mode, mailbox).
 //! - `mailbox`, `doorbell`, `blob`: the wire layout and protocol.
 //! - `child`: the serving loop of a child process or pool thread.
@@ -35,6 +37,7 @@ mod child;
 mod doorbell;
 mod engine;
 pub mod ffi;
+mod log;
 mod loom;
 mod mailbox;
 mod pool;
@@ -43,12 +46,16 @@ mod reaper;
 mod runtime;
 mod status;
 mod sys;
+mod trace;
 mod worker;
 
 pub use abi::{DistCallConfig, DistTaskId, DistTensor};
 pub use blob::{Args, TaskView};
 pub use child::{set_error_message, Handler, ServeOptions};
-pub use engine::{MemberArgs, Stats, TaskSpec};
+pub use engine::{
+    EngineStats, Latency, MemberArgs, Stats, TaskSpec, TypeStats, WorkerMode, WorkerState,
+    WorkerStats,
+};
 pub use progress::WaitPolicy;
 pub use runtime::{Init, Level, Options, Orch, Outcome, Runtime};
 pub use status::{Error, Result, Status};
