@@ -12,6 +12,7 @@
 //! engine lock (the engine keeps them as notes until it is released), so a
 //! callback may call back into the runtime.
 
+use crate::status::{fail, Result, Status};
 use std::cell::Cell;
 use std::ffi::CString;
 use std::io::Write;
@@ -135,6 +136,33 @@ fn from_env() -> u8 {
     }
 }
 
+/// Sets the level (0 = off .. 4 = debug), overriding `DIST_WORKER_LOG`.
+pub fn set_level(level: i32) -> Result<()> {
+    if !(OFF as i32..=Level::Debug as i32).contains(&level) {
+        return fail(
+            Status::InvalidArgument,
+            format!("log level {level} is out of range 0..4 (0 = off, 1 = error .. 4 = debug)"),
+        );
+    }
+    LEVEL.store(level as u8, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Sends lines to `f(user, level, line)` from now on; None: back to stderr.
+/// Returns once no thread is inside the callback it replaces. Refused
+/// (BAD_STATE) from inside the callback.
+pub fn set_callback(f: Option<LogFn>, user: *mut c_void) -> Result<()> {
+    if IN_CALLBACK.with(Cell::get) {
+        return fail(
+            Status::BadState,
+            "called from inside the log callback: replacing it there would wait for itself",
+        );
+    }
+    let mut sink = SINK.write().unwrap_or_else(|p| p.into_inner());
+    *sink = f.map(|f| Sink { f, user });
+    Ok(())
+}
+
 /// Logs `text` at `level`, naming the runtime's level when given. Call it
 /// only where `enabled(level)` holds or the cost does not matter (the
 /// `log_line!` macro checks first); never under the engine lock.
@@ -197,5 +225,11 @@ mod tests {
         for l in [Level::Error, Level::Warn, Level::Info, Level::Debug] {
             assert_eq!(parse(l.name()), Some(l as u8));
         }
+    }
+
+    #[test]
+    fn levels_out_of_range_are_refused() {
+        assert_eq!(set_level(5).unwrap_err().status, Status::InvalidArgument);
+        assert_eq!(set_level(-1).unwrap_err().status, Status::InvalidArgument);
     }
 }
