@@ -221,9 +221,10 @@ impl Engine {
         (!self.notes.is_empty()).then(|| std::mem::take(&mut self.notes))
     }
 
-    /// Starts recording a timeline trace of at most `max_events` events
-    /// (afresh: what an earlier trace recorded is gone).
-    pub fn trace_start(&mut self, max_events: usize) {
+    /// Starts recording a timeline trace of at most `max_events` events at
+    /// `now` (afresh: what an earlier trace recorded is gone).
+    pub fn trace_start(&mut self, max_events: usize, now: u64) {
+        self.now = now;
         self.trace.start(max_events);
         self.traced_ready = [None; 2];
         self.trace_ready();

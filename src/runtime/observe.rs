@@ -125,7 +125,9 @@ impl Runtime {
             Ok(())
         };
         t.path = Some(path.to_path_buf());
-        self.shared.lock().trace_start(max_events);
+        self.shared
+            .lock()
+            .trace_start(max_events, crate::worker::now_ns());
         log::log_line!(
             LogLevel::Info,
             Some(self.options.level),
