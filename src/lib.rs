@@ -23,6 +23,7 @@
 //! - `worker`: a registered worker (type, mode, mailbox).
 //! - `mailbox`, `doorbell`, `blob`: the wire layout and protocol.
 //! - `child`: the serving loop of a child process or pool thread.
+//! - `clock`: the cheap clock of the figures and the trace.
 //! - `sys`: mmap, futex, fork, waitpid, pidfd and the children's lifelines.
 //! - `status`: status codes and the error type.
 //! - [`abi`]: the C types and constants; [`ffi`]: the exported C functions.
@@ -34,6 +35,7 @@
 pub mod abi;
 mod blob;
 mod child;
+mod clock;
 mod doorbell;
 mod engine;
 pub mod ffi;

@@ -101,14 +101,14 @@ pub struct Engine {
     launches_out: Vec<Launch>,
     /// An empty vector with capacity, swapped in by `take_launches`.
     spare: Vec<Launch>,
-    /// The time of the event being handled (`worker::now_ns`), given by
+    /// The time of the event being handled (`clock::ticks`), given by
     /// whoever reports it: launches decided now started now.
     now: u64,
     /// Per type: tasks submitted, finished, running, unfinished.
     counts: [TypeCounts; 2],
     /// Per worker: members run, failed, time busy, since when busy.
     runs: Vec<WorkerCounts>,
-    /// Dispatch-to-completion times of the tasks that ran.
+    /// Dispatch-to-completion times of the tasks that ran, in ticks.
     latency: Histogram,
     /// The timeline trace, while one is recorded.
     trace: crate::trace::Buffer,
@@ -203,11 +203,6 @@ impl Engine {
     /// Its level in the hierarchy.
     pub fn level(&self) -> u32 {
         self.level
-    }
-
-    /// The time of the event being handled, as the last caller gave it.
-    pub fn now(&self) -> u64 {
-        self.now
     }
 
     /// Keeps a line to log once the engine lock is released (a line logged

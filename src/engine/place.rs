@@ -15,7 +15,7 @@ impl Engine {
     /// task's type (its registration order within the type). Indices must
     /// be in range and distinct (INVALID_ARGUMENT), one per member; a named
     /// worker that has left its pool gives NO_WORKER. Empty: anywhere.
-    /// `now` is the time of the submit (`worker::now_ns`).
+    /// `now` is the time of the submit (`clock::ticks`).
     pub fn submit_placed<M: MemberArgs + ?Sized>(
         &mut self,
         spec: &TaskSpec<'_, M>,

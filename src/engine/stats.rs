@@ -4,6 +4,7 @@
 
 use super::slot::Phase;
 use super::Engine;
+use crate::clock::Scale;
 use crate::trace::Event;
 use crate::worker::WorkerType;
 
@@ -151,8 +152,9 @@ pub(super) struct TypeCounts {
 pub(super) struct WorkerCounts {
     pub(super) tasks_run: u64,
     pub(super) tasks_failed: u64,
-    pub(super) busy_ns: u64,
-    /// When its current task member was launched.
+    /// Ticks spent running task members.
+    pub(super) busy: u64,
+    /// When its current task member was launched (`clock::ticks`).
     pub(super) since: u64,
 }
 
@@ -172,7 +174,8 @@ impl Engine {
     /// Every figure of the runtime (one pass over the latency histogram;
     /// no allocation).
     pub fn stats(&self) -> Stats {
-        let [p50_ns, p99_ns, p999_ns] = self.latency.quantiles([0.5, 0.99, 0.999]);
+        let scale = Scale::now();
+        let [p50, p99, p999] = self.latency.quantiles([0.5, 0.99, 0.999]);
         let (trace_events, trace_dropped) = self.trace.counts();
         Stats {
             level: self.level,
@@ -194,10 +197,10 @@ impl Engine {
             }),
             latency: Latency {
                 count: self.latency.count(),
-                p50_ns,
-                p99_ns,
-                p999_ns,
-                max_ns: self.latency.max(),
+                p50_ns: scale.ns(p50),
+                p99_ns: scale.ns(p99),
+                p999_ns: scale.ns(p999),
+                max_ns: scale.ns(self.latency.max()),
             },
             engine: self.engine_stats(),
             heap_peak_bytes: self.ring.peak_bytes(),
@@ -207,7 +210,8 @@ impl Engine {
         }
     }
 
-    /// Worker `index`'s figures at time `now`; None past the last worker.
+    /// Worker `index`'s figures at `now` (`clock::ticks`); None past the
+    /// last worker.
     pub fn worker_stats(&self, index: usize, now: u64) -> Option<WorkerStats> {
         let w = self.workers.get(index)?;
         let c = &self.runs[index];
@@ -232,7 +236,7 @@ impl Engine {
             state,
             tasks_run: c.tasks_run,
             tasks_failed: c.tasks_failed,
-            busy_ns: c.busy_ns + current,
+            busy_ns: Scale::now().ns(c.busy + current),
         })
     }
 
@@ -264,7 +268,7 @@ impl Engine {
         let now = self.now;
         let c = &mut self.runs[worker];
         let start = c.since;
-        c.busy_ns += now.saturating_sub(start);
+        c.busy += now.saturating_sub(start);
         c.tasks_run += 1;
         if status != 0 {
             c.tasks_failed += 1;

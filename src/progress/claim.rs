@@ -2,12 +2,13 @@
 //! hold to the engine, and taking broken or dead workers out of their pools.
 
 use super::{Locked, Progress};
+use crate::clock;
 use crate::doorbell::Sleeper;
 use crate::engine::token_launch;
 use crate::log::{self, Level};
 use crate::mailbox::state;
 use crate::status::{Error, Status};
-use crate::worker::{now_ns, Worker};
+use crate::worker::Worker;
 use std::sync::atomic::Ordering;
 
 /// What a poll found on one worker.
@@ -91,7 +92,7 @@ impl Progress {
             let e = engine.get_or_insert_with(|| {
                 // One clock read per batch: every completion in it ends now.
                 let e = self.lock();
-                now = now_ns();
+                now = clock::ticks();
                 e
             });
             match claim {
@@ -162,7 +163,7 @@ impl Progress {
         // Under the lock no launch can race this; a poller that already
         // claimed a completion finds the worker retired and leaves it out.
         let tok = w.in_flight.swap(0, Ordering::AcqRel);
-        engine.retire(worker, tok, cause, now_ns());
+        engine.retire(worker, tok, cause, clock::ticks());
         self.epoch.fetch_add(1, Ordering::Release);
         self.notify();
         drop(engine);

@@ -69,8 +69,9 @@ impl Progress {
     fn publish(&self, engine: &Engine, o: &Launch) -> bool {
         let worker = &self.workers()[o.worker as usize];
         if self.policy.task_timeout.is_some() {
-            // The time the engine decided the launch, a moment ago.
-            worker.launched_at.store(engine.now(), Ordering::Relaxed);
+            worker
+                .launched_at
+                .store(crate::worker::now_ns(), Ordering::Relaxed);
         }
         let (callable, config, blob, large) = engine.payload(o.slot, o.member);
         let woke = match large {

@@ -198,6 +198,7 @@ impl Runtime {
             );
         }
         lifeline::init();
+        crate::clock::init();
         let heap = SharedMap::new(options.heap_ring_size)?;
         let control = SharedMap::new(4096)?;
         debug_assert!(control.len() >= crate::doorbell::DOORBELL_BYTES);
@@ -330,7 +331,7 @@ impl Runtime {
             self.start()?;
         }
         self.check_large_args(spec, workers)?;
-        self.with_backpressure(|e| e.submit_placed(spec, workers, crate::worker::now_ns()))
+        self.with_backpressure(|e| e.submit_placed(spec, workers, crate::clock::ticks()))
     }
 
     /// A blob longer than a mailbox travels through the heap, which only

@@ -80,7 +80,7 @@ impl Runtime {
     /// registration order); None past the last one, and before start.
     pub fn worker_stats(&self, index: usize) -> Option<WorkerStats> {
         let engine = self.shared.lock();
-        engine.worker_stats(index, crate::worker::now_ns())
+        engine.worker_stats(index, crate::clock::ticks())
     }
 
     /// Ok unless the runtime is used in a forked copy of its process (what
@@ -127,7 +127,7 @@ impl Runtime {
         t.path = Some(path.to_path_buf());
         self.shared
             .lock()
-            .trace_start(max_events, crate::worker::now_ns());
+            .trace_start(max_events, crate::clock::ticks());
         log::log_line!(
             LogLevel::Info,
             Some(self.options.level),
@@ -185,6 +185,7 @@ impl Runtime {
         };
         t.absorb(more);
         let meta = trace::json::Meta {
+            scale: crate::clock::Scale::now(),
             pid: self.creator,
             level: self.options.level,
             workers: &labels,

@@ -10,12 +10,15 @@
 //! worker left its pool.
 
 use super::Event;
+use crate::clock::Scale;
 use crate::status::Status;
 use std::collections::HashMap;
 use std::io::{self, Write};
 
 /// What the file says about the DistWorker the events come from.
 pub struct Meta<'a> {
+    /// Turns the events' ticks into nanoseconds.
+    pub scale: Scale,
     /// The host process.
     pub pid: i32,
     /// Its level in the hierarchy.
@@ -35,6 +38,8 @@ pub fn write(
     reasons: &[String],
 ) -> io::Result<()> {
     let pid = meta.pid;
+    let at = |t: u64| Us(meta.scale.since_start_ns(t));
+    let long = |d: u64| Us(meta.scale.ns(d));
     out.write_all(b"{\"traceEvents\":[\n")?;
     write!(
         out,
@@ -83,8 +88,8 @@ pub fn write(
                 write!(
                     out,
                     ",\n{{\"name\":\"callable {callable:#x}\",\"cat\":\"task\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{pid},\"tid\":{},\"args\":{{\"task\":\"{task:#x}\",\"callable\":\"{callable:#x}\",\"status\":\"{}\"}}}}",
-                    Us(start),
-                    Us(end.saturating_sub(start)),
+                    at(start),
+                    long(end.saturating_sub(start)),
                     worker + 1,
                     status_name(status)
                 )?;
@@ -98,36 +103,36 @@ pub fn write(
                 write!(
                     out,
                     ",\n{{\"name\":\"dependency\",\"cat\":\"dep\",\"ph\":\"s\",\"id\":{flows},\"ts\":{},\"pid\":{pid},\"tid\":{},\"args\":{{\"from\":\"{from:#x}\",\"to\":\"{to:#x}\"}}}}",
-                    Us(pt),
+                    at(pt),
                     pw + 1
                 )?;
                 write!(
                     out,
                     ",\n{{\"name\":\"dependency\",\"cat\":\"dep\",\"ph\":\"f\",\"bp\":\"e\",\"id\":{flows},\"ts\":{},\"pid\":{pid},\"tid\":{}}}",
-                    Us(ct),
+                    at(ct),
                     cw + 1
                 )?;
             }
-            Event::Ready { ty, depth, at } => {
+            Event::Ready { ty, depth, at: t } => {
                 let name = crate::worker::WorkerType::ALL
                     .get(ty as usize)
                     .map_or("?".to_string(), |t| t.to_string());
                 write!(
                     out,
                     ",\n{{\"name\":\"ready {name}\",\"ph\":\"C\",\"ts\":{},\"pid\":{pid},\"args\":{{\"tasks\":{depth}}}}}",
-                    Us(at)
+                    at(t)
                 )?;
             }
             Event::Retired {
                 worker,
                 status,
-                at,
+                at: t,
                 reason,
             } => {
                 write!(
                     out,
                     ",\n{{\"name\":\"left the pool\",\"cat\":\"worker\",\"ph\":\"i\",\"s\":\"t\",\"ts\":{},\"pid\":{pid},\"tid\":{},\"args\":{{\"status\":\"{}\",\"reason\":",
-                    Us(at),
+                    at(t),
                     worker + 1,
                     status_name(status)
                 )?;
@@ -220,6 +225,7 @@ mod tests {
             "SUB worker 1 (thread)".to_string(),
         ];
         let meta = Meta {
+            scale: Scale::identity(),
             pid: 42,
             level: 3,
             workers: &workers,

@@ -14,7 +14,7 @@ pub mod json;
 /// 48 MiB of records, touched only as they are written).
 pub const DEFAULT_MAX_EVENTS: usize = 1 << 20;
 
-/// One thing that happened, with its times in `worker::now_ns`.
+/// One thing that happened, with its times in `clock::ticks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A task member ran on a worker from `start` to `end`.
