@@ -235,8 +235,10 @@ impl Report {
         if self.overdue {
             what.push("the deadline passed with work unfinished".to_string());
         }
-        if self.reaped > 0 {
-            what.push(format!("{} children reaped", self.reaped));
+        match self.reaped {
+            0 => {}
+            1 => what.push("1 child reaped".to_string()),
+            n => what.push(format!("{n} children reaped")),
         }
         if !self.killed.is_empty() {
             what.push(format!(
