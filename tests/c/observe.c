@@ -250,7 +250,8 @@ static void section_log(void) {
 
 static void section_trace(void) {
     SECTION("trace");
-    const char *path = "observe_trace.json";
+    char path[64]; /* its own file, should sections run side by side */
+    snprintf(path, sizeof path, "observe_trace.%d.json", (int)getpid());
     remove(path);
     DistWorker *w = NULL;
     EXPECT_OK(dist_worker_create(NULL, &w));
