@@ -12,13 +12,17 @@ use std::ffi::CStr;
 use std::os::raw::{c_char, c_void};
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::spec;
 
 static LINES: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
+/// The runtime the callback reads figures from (it may call the library).
+static RUNTIME: Mutex<Option<Weak<Runtime>>> = Mutex::new(None);
+/// Figures the callback read.
+static READ_FROM_CALLBACK: AtomicI32 = AtomicI32::new(0);
 /// What replacing the callback from inside it returned (-1: not tried yet).
 static FROM_INSIDE: AtomicI32 = AtomicI32::new(-1);
 
@@ -32,6 +36,11 @@ unsafe extern "C" fn collect(user: *mut c_void, level: i32, message: *const c_ch
         // SAFETY: any arguments; refused from here.
         let s = unsafe { dist_worker_set_log_callback(None, std::ptr::null_mut()) };
         FROM_INSIDE.store(s, Ordering::SeqCst);
+    }
+    if let Some(rt) = RUNTIME.lock().unwrap().as_ref().and_then(Weak::upgrade) {
+        // Lines come with no lock of the runtime held: this cannot deadlock.
+        rt.stats();
+        READ_FROM_CALLBACK.fetch_add(1, Ordering::SeqCst);
     }
     LINES.lock().unwrap().push((level, line));
 }
@@ -50,7 +59,8 @@ fn suicidal() -> Handler {
 /// Spawns two children, kills the first with a task and the second from
 /// outside while it is idle, runs a task, shuts down. Returns the pids.
 fn life_with_two_deaths() -> (i32, i32) {
-    let rt = Runtime::new(Options::default()).unwrap();
+    let rt = Arc::new(Runtime::new(Options::default()).unwrap());
+    *RUNTIME.lock().unwrap() = Some(Arc::downgrade(&rt));
     let a = rt.spawn(WorkerType::Sub, suicidal()).unwrap();
     let b = rt.spawn(WorkerType::Sub, suicidal()).unwrap();
     rt.add_thread(WorkerType::Sub, suicidal()).unwrap();
@@ -73,7 +83,8 @@ fn life_with_two_deaths() -> (i32, i32) {
     rt.wait(rt.submit(&spec(WorkerType::Sub, 2, &none)).unwrap())
         .unwrap();
     let _ = rt.drain();
-    rt.shutdown().unwrap();
+    rt.close().unwrap();
+    *RUNTIME.lock().unwrap() = None;
     (a, b)
 }
 
@@ -101,6 +112,10 @@ fn deaths_and_shutdowns_reach_the_callback_with_pids_and_reasons() {
         DIST_OK
     );
     assert_eq!(FROM_INSIDE.load(Ordering::SeqCst), DIST_ERR_BAD_STATE);
+    assert!(
+        READ_FROM_CALLBACK.load(Ordering::SeqCst) > 0,
+        "the callback called in"
+    );
     let me = format!("dist-worker[{}] L3 ", std::process::id());
     let lines: Vec<(i32, String)> = LINES
         .lock()

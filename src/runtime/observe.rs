@@ -45,6 +45,13 @@ impl Tracing {
     }
 }
 
+/// What a write put in a trace file.
+struct Written {
+    path: PathBuf,
+    events: usize,
+    dropped: u64,
+}
+
 /// The file a DistWorker created with `DIST_WORKER_TRACE` writes: the path
 /// itself for the first one in the process, else the path with
 /// `.<pid>-<n>` before its extension.
@@ -118,16 +125,17 @@ impl Runtime {
         if path.as_os_str().is_empty() {
             return fail(Status::InvalidArgument, "the trace path is empty");
         }
-        let mut t = lock(&self.tracing);
-        let earlier = if t.path.is_some() {
-            self.write_trace(&mut t, true)
-        } else {
-            Ok(())
+        let earlier = {
+            let mut t = lock(&self.tracing);
+            let earlier = t.path.is_some().then(|| self.write_trace(&mut t, true));
+            t.path = Some(path.to_path_buf());
+            self.shared
+                .lock()
+                .trace_start(max_events, crate::clock::ticks());
+            earlier
         };
-        t.path = Some(path.to_path_buf());
-        self.shared
-            .lock()
-            .trace_start(max_events, crate::clock::ticks());
+        // Logged with the trace lock released: a log callback may call in.
+        let earlier = earlier.map_or(Ok(()), |w| self.report(w));
         log::log_line!(
             LogLevel::Info,
             Some(self.options.level),
@@ -141,30 +149,60 @@ impl Runtime {
     /// complete JSON file); recording goes on. BAD_STATE without a trace.
     pub fn trace_flush(&self) -> Result<()> {
         self.accepting()?;
-        self.write_trace(&mut lock(&self.tracing), false)
+        let written = self.write_trace(&mut lock(&self.tracing), false);
+        self.report(written)
     }
 
     /// Writes the trace to its file and stops recording. BAD_STATE without
     /// a trace.
     pub fn trace_stop(&self) -> Result<()> {
         self.accepting()?;
-        self.write_trace(&mut lock(&self.tracing), true)
+        let written = self.write_trace(&mut lock(&self.tracing), true);
+        self.report(written)
     }
 
     /// At shutdown: writes the trace being recorded, if any (a failure is
     /// logged; the shutdown's outcome is about the work).
     pub(super) fn trace_finish(&self) {
-        let mut t = lock(&self.tracing);
-        if t.path.is_some() {
-            if let Err(e) = self.write_trace(&mut t, true) {
-                log::emit(LogLevel::Warn, Some(self.options.level), &e.message);
+        let written = {
+            let mut t = lock(&self.tracing);
+            if t.path.is_none() {
+                return;
             }
+            self.write_trace(&mut t, true)
+        };
+        if let Err(e) = self.report(written) {
+            log::emit(LogLevel::Warn, Some(self.options.level), &e.message);
         }
+    }
+
+    /// Logs what a write put in its file (call it with the trace lock
+    /// released); passes a failure on.
+    fn report(&self, written: Result<Written>) -> Result<()> {
+        let w = written?;
+        let level = if w.dropped > 0 {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        log::log_line!(
+            level,
+            Some(self.options.level),
+            "trace of {} events written to {}{}",
+            w.events,
+            w.path.display(),
+            if w.dropped > 0 {
+                format!("; {} more were dropped (the trace was full)", w.dropped)
+            } else {
+                String::new()
+            }
+        );
+        Ok(())
     }
 
     /// Takes the events out of the engine and writes every event since the
     /// trace started to its file; with `stop`, recording ends.
-    fn write_trace(&self, t: &mut Tracing, stop: bool) -> Result<()> {
+    fn write_trace(&self, t: &mut Tracing, stop: bool) -> Result<Written> {
         let Some(path) = t.path.clone() else {
             return fail(
                 Status::BadState,
@@ -205,23 +243,11 @@ impl Runtime {
                 format!("writing the trace to {}: {e}", path.display()),
             );
         }
-        let level = if dropped > 0 {
-            LogLevel::Warn
-        } else {
-            LogLevel::Info
-        };
-        log::log_line!(
-            level,
-            Some(self.options.level),
-            "trace of {events} events written to {}{}",
-            path.display(),
-            if dropped > 0 {
-                format!("; {dropped} more were dropped (the trace was full)")
-            } else {
-                String::new()
-            }
-        );
-        Ok(())
+        Ok(Written {
+            path,
+            events,
+            dropped,
+        })
     }
 }
 
