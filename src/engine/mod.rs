@@ -198,6 +198,11 @@ impl Engine {
         self.running = vec![None; n];
         self.runs = vec![WorkerCounts::default(); n];
         self.started = true;
+        if self.trace.on() {
+            // No child is forked after this: the trace's pages may be
+            // written now, once, instead of one fault at a time later.
+            self.trace.prefault();
+        }
     }
 
     /// Its level in the hierarchy.
@@ -216,18 +221,26 @@ impl Engine {
         (!self.notes.is_empty()).then(|| std::mem::take(&mut self.notes))
     }
 
-    /// Starts recording a timeline trace of at most `max_events` events at
-    /// `now` (afresh: what an earlier trace recorded is gone).
-    pub fn trace_start(&mut self, max_events: usize, now: u64) {
+    /// Starts recording a timeline trace of at most `max_events` events
+    /// into `events` (from `trace::buffer`) at `now`; afresh: what an
+    /// earlier trace recorded is gone.
+    pub fn trace_start(&mut self, events: Vec<crate::trace::Event>, max_events: usize, now: u64) {
         self.now = now;
-        self.trace.start(max_events);
+        self.trace.start(events, max_events);
         self.traced_ready = [None; 2];
         self.trace_ready();
     }
 
-    /// Takes the trace events recorded since the last take (recording goes on).
-    pub fn trace_take(&mut self) -> crate::trace::Recorded {
-        self.trace.take()
+    /// Events the trace's cap leaves after those it holds now (the size of
+    /// the next buffer `trace_take` needs).
+    pub fn trace_left(&self) -> usize {
+        self.trace.left()
+    }
+
+    /// Takes the trace events recorded since the last take; recording goes
+    /// on into `fresh` (from `trace::buffer`).
+    pub fn trace_take(&mut self, fresh: Vec<crate::trace::Event>) -> crate::trace::Recorded {
+        self.trace.take(fresh)
     }
 
     /// Stops recording; returns the events not taken yet.

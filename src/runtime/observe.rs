@@ -39,7 +39,11 @@ impl Tracing {
                 *reason += base;
             }
         }
-        self.recorded.events.append(&mut more.events);
+        if self.recorded.events.is_empty() {
+            self.recorded.events = more.events; // the first take: no copy
+        } else {
+            self.recorded.events.append(&mut more.events);
+        }
         self.recorded.reasons.append(&mut more.reasons);
         self.recorded.dropped += more.dropped;
     }
@@ -90,6 +94,11 @@ impl Runtime {
         engine.worker_stats(index, crate::clock::ticks())
     }
 
+    /// Whether the pool has started (no child is forked any more).
+    fn started(&self) -> bool {
+        !self.shared.workers().is_empty()
+    }
+
     /// Ok unless the runtime is used in a forked copy of its process (what
     /// the C API checks before it locks anything).
     pub fn check_process(&self) -> Result<()> {
@@ -129,9 +138,10 @@ impl Runtime {
             let mut t = lock(&self.tracing);
             let earlier = t.path.is_some().then(|| self.write_trace(&mut t, true));
             t.path = Some(path.to_path_buf());
+            let events = trace::buffer(max_events, self.started());
             self.shared
                 .lock()
-                .trace_start(max_events, crate::clock::ticks());
+                .trace_start(events, max_events, crate::clock::ticks());
             earlier
         };
         // Logged with the trace lock released: a log callback may call in.
@@ -212,12 +222,17 @@ impl Runtime {
                 ),
             );
         };
+        // The buffer recording goes on into, made off the engine lock (at
+        // most the cap's room; what was recorded meanwhile is dropped past it).
+        let fresh = (!stop).then(|| {
+            let left = self.shared.lock().trace_left();
+            trace::buffer(left, self.started())
+        });
         let (more, labels) = {
             let mut engine = self.shared.lock();
-            let more = if stop {
-                engine.trace_stop()
-            } else {
-                engine.trace_take()
+            let more = match fresh {
+                Some(fresh) => engine.trace_take(fresh),
+                None => engine.trace_stop(),
             };
             (more, engine.worker_labels())
         };

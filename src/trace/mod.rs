@@ -4,9 +4,12 @@
 //!
 //! Recording costs one branch on a plain flag while off. While on, an
 //! event is one 48-byte record pushed into a buffer allocated with its full
-//! capacity when recording starts: no allocation per task; once the buffer
-//! is full, further events are counted as dropped. The file is written off
-//! the engine lock: the events are taken out in one swap, then formatted.
+//! capacity before it is handed to the engine, and written once page by
+//! page when the pool starts (so recording takes neither an allocation nor
+//! a page fault, and no page of it is shared with a child forked earlier);
+//! once the cap is reached, further events are counted as dropped. The
+//! file is written off the engine lock: the events are taken out in one
+//! swap for a buffer made ready beforehand, then formatted.
 
 pub mod json;
 
@@ -72,16 +75,43 @@ pub struct Recorded {
     pub reasons: Vec<String>,
 }
 
+/// An empty event buffer of `capacity` events, allocated here (never
+/// grown later). With `touch`, every page of it is written once now, so
+/// recording into it takes no page fault; do it only once no child will be
+/// forked any more (a page written before a fork is copied at the next
+/// write after it), and off the engine lock.
+pub fn buffer(capacity: usize, touch: bool) -> Vec<Event> {
+    let mut v = Vec::with_capacity(capacity);
+    if touch {
+        prefault(&mut v);
+    }
+    v
+}
+
+/// Writes each page of `v`'s free capacity once.
+fn prefault(v: &mut Vec<Event>) {
+    const EVENTS_PER_PAGE: usize = 4096 / std::mem::size_of::<Event>();
+    let blank = Event::Flow { from: 0, to: 0 };
+    for e in v.spare_capacity_mut().iter_mut().step_by(EVENTS_PER_PAGE) {
+        e.write(blank);
+    }
+}
+
 /// The engine's recording buffer (plain data, under the engine lock).
 #[derive(Debug, Default)]
 pub struct Buffer {
     on: bool,
-    /// Allocated with the capacity left when recording started; never grown.
+    /// Allocated before it was handed over (`buffer`); never grown.
     events: Vec<Event>,
+    /// Events `events` may hold: its capacity, or less when the cap is near.
+    room: usize,
+    /// Events that found the buffer full since the last take.
     dropped: u64,
     reasons: Vec<String>,
     /// Events taken out since recording started (they count against the cap).
     taken: usize,
+    /// Events dropped before the last take.
+    dropped_before: u64,
     max: usize,
 }
 
@@ -92,21 +122,29 @@ impl Buffer {
         self.on
     }
 
-    /// Starts recording afresh, keeping at most `max` events in all.
-    pub fn start(&mut self, max: usize) {
+    /// Starts recording afresh into `events` (from `buffer`), keeping at
+    /// most `max` events in all.
+    pub fn start(&mut self, events: Vec<Event>, max: usize) {
         *self = Buffer {
             on: true,
-            events: Vec::with_capacity(max),
+            room: events.capacity().min(max),
+            events,
             max,
             ..Buffer::default()
         };
+    }
+
+    /// Touches the pages of the buffer not written yet (when the pool
+    /// starts: no fork follows).
+    pub fn prefault(&mut self) {
+        prefault(&mut self.events);
     }
 
     /// Appends an event, or counts it as dropped when the buffer is full.
     /// Never allocates.
     #[inline]
     pub fn push(&mut self, e: Event) {
-        if self.events.len() < self.events.capacity() {
+        if self.events.len() < self.room {
             self.events.push(e);
         } else {
             self.dropped += 1;
@@ -122,16 +160,24 @@ impl Buffer {
 
     /// Events recorded and events dropped since recording started.
     pub fn counts(&self) -> (u64, u64) {
-        ((self.taken + self.events.len()) as u64, self.dropped)
+        (
+            (self.taken + self.events.len()) as u64,
+            self.dropped_before + self.dropped,
+        )
     }
 
-    /// Takes what was recorded since the last take; recording goes on into
-    /// a buffer with the capacity that is left (one allocation, off the
-    /// hot path: only flushes and shutdown take).
-    pub fn take(&mut self) -> Recorded {
+    /// Events the cap leaves for the next buffer after what is held now.
+    pub fn left(&self) -> usize {
+        self.max.saturating_sub(self.taken + self.events.len())
+    }
+
+    /// Takes what was recorded since the last take and goes on recording
+    /// into `fresh` (from `buffer`, made off the lock): a swap.
+    pub fn take(&mut self, fresh: Vec<Event>) -> Recorded {
         self.taken += self.events.len();
-        let left = self.max.saturating_sub(self.taken);
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(left));
+        self.room = fresh.capacity().min(self.max.saturating_sub(self.taken));
+        let events = std::mem::replace(&mut self.events, fresh);
+        self.dropped_before += self.dropped;
         Recorded {
             events,
             dropped: std::mem::take(&mut self.dropped),
@@ -164,12 +210,13 @@ mod tests {
     fn a_full_buffer_counts_what_it_drops() {
         let mut b = Buffer::default();
         assert!(!b.on());
-        b.start(3);
+        b.start(buffer(3, true), 3);
         let flow = Event::Flow { from: 1, to: 2 };
         for _ in 0..2 {
             b.push(flow);
         }
-        let first = b.take();
+        assert_eq!(b.left(), 1);
+        let first = b.take(buffer(8, false));
         assert_eq!((first.events.len(), first.dropped), (2, 0));
         for _ in 0..3 {
             b.push(flow);
@@ -179,8 +226,12 @@ mod tests {
             (3, 2),
             "one more fits the cap of 3, two dropped"
         );
+        let second = b.take(buffer(0, false));
+        assert_eq!((second.events.len(), second.dropped), (1, 2));
+        b.push(flow);
+        assert_eq!(b.counts(), (3, 3), "drops are counted since the start");
         let rest = b.stop();
-        assert_eq!((rest.events.len(), rest.dropped), (1, 2));
+        assert_eq!((rest.events.len(), rest.dropped), (0, 1));
         assert!(!b.on());
     }
 }
