@@ -25,6 +25,8 @@ fn main() {
         "register",
         "level",
         "work",
+        "observe",
+        "log",
         "serve",
         "errors",
     ] {

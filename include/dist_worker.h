@@ -85,6 +85,18 @@
 #define DIST_WORKER_VERSION_PATCH 0
 
 /**
+ * Bytes of the first version of `DistWorkerStats`: the smallest `size`
+ * `dist_worker_stats` accepts. Later versions only append fields.
+ */
+#define DIST_WORKER_STATS_V1_SIZE 224
+
+/**
+ * Bytes of the first version of `DistWorkerInfo`: the smallest `size`
+ * `dist_worker_worker_info` accepts. Later versions only append fields.
+ */
+#define DIST_WORKER_INFO_V1_SIZE 56
+
+/**
  * One level of the hierarchy: its pools of workers, its engine and its
  * shared heap. Opaque to C; created by `dist_worker_create`, freed by
  * `dist_worker_shutdown`.
@@ -338,6 +350,205 @@ typedef uint64_t DistTaskId;
 typedef uint8_t DistDataType;
 
 /**
+ * The tasks of one worker type: totals since create, and where the
+ * others stand now. submitted = pending + ready + running + completed + failed.
+ */
+typedef struct DistTypeStats {
+  /**
+   * Tasks accepted by dispatch (a group counts once).
+   */
+  uint64_t submitted;
+  /**
+   * Now: waiting for the tasks they depend on.
+   */
+  uint64_t pending;
+  /**
+   * Now: queued for an idle worker (placed tasks included).
+   */
+  uint64_t ready;
+  /**
+   * Now: on workers.
+   */
+  uint64_t running;
+  /**
+   * Finished with DIST_OK.
+   */
+  uint64_t completed;
+  /**
+   * Finished with a failure, whether they ran or not (DEPENDENCY_FAILED,
+   * NO_WORKER and deadlines included).
+   */
+  uint64_t failed;
+  /**
+   * Workers in the pool now (retired ones left it).
+   */
+  uint32_t live_workers;
+  /**
+   * Of those, the ones running a task now.
+   */
+  uint32_t busy_workers;
+} DistTypeStats;
+
+/**
+ * What `dist_worker_stats` reports. Set `size` to sizeof(DistWorkerStats)
+ * first: the library fills the fields that fit in `size` and sets `size`
+ * to the bytes it filled, so a program built against a newer header still
+ * runs against an older library (and the other way round).
+ */
+typedef struct DistWorkerStats {
+  /**
+   * In: sizeof(DistWorkerStats), at least DIST_WORKER_STATS_V1_SIZE.
+   * Out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Workers of the started pool, retired ones included (0 before
+   * start): the indices `dist_worker_worker_info` takes.
+   */
+  uint32_t worker_count;
+  /**
+   * Per worker type, indexed by DistWorkerType (NEXT_LEVEL 0, SUB 1).
+   */
+  struct DistTypeStats types[2];
+  /**
+   * Tasks whose dispatch-to-completion time was measured (those that
+   * ran; from dispatch to the end of their last member), since create.
+   */
+  uint64_t latency_count;
+  /**
+   * Median dispatch-to-completion time, in ns (a histogram bucket's
+   * upper edge: at most 6.25 % above the true value).
+   */
+  uint64_t latency_p50_ns;
+  /**
+   * 99th percentile, in ns.
+   */
+  uint64_t latency_p99_ns;
+  /**
+   * 99.9th percentile, in ns.
+   */
+  uint64_t latency_p999_ns;
+  /**
+   * Longest, in ns.
+   */
+  uint64_t latency_max_ns;
+  /**
+   * Engine slots in use: tasks known (until drain) and allocations alive.
+   */
+  uint64_t slots;
+  /**
+   * Tensor-map entries (addresses with a last writer).
+   */
+  uint64_t map_entries;
+  /**
+   * Bytes of the heap ring in live allocations.
+   */
+  uint64_t heap_live_bytes;
+  /**
+   * The most bytes of the heap ring that were live at once.
+   */
+  uint64_t heap_peak_bytes;
+  /**
+   * Size of the heap ring in bytes.
+   */
+  uint64_t heap_capacity_bytes;
+  /**
+   * Scopes open (not counting the root).
+   */
+  uint32_t scope_depth;
+  /**
+   * Level of this worker in the hierarchy.
+   */
+  uint32_t level;
+  /**
+   * Events of the timeline trace recorded since it started (0 without one).
+   */
+  uint64_t trace_events;
+  /**
+   * Trace events that found its buffer full and were dropped.
+   */
+  uint64_t trace_dropped;
+} DistWorkerStats;
+
+/**
+ * Where a worker's callable runs, as `dist_worker_worker_info` reports it (int32).
+ */
+typedef int32_t DistWorkerMode;
+
+/**
+ * What a worker is doing, as `dist_worker_worker_info` reports it (int32).
+ */
+typedef int32_t DistWorkerState;
+
+/**
+ * What `dist_worker_worker_info` reports about one worker. Set `size` to
+ * sizeof(DistWorkerInfo) first (as for DistWorkerStats).
+ */
+typedef struct DistWorkerInfo {
+  /**
+   * In: sizeof(DistWorkerInfo), at least DIST_WORKER_INFO_V1_SIZE. Out:
+   * the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Its index among all workers (registration order).
+   */
+  uint32_t index;
+  /**
+   * Its type (a DistWorkerType value).
+   */
+  DistWorkerType worker_type;
+  /**
+   * Its registration order within its type, as messages, traces and
+   * `dist_worker_dispatch_on` name it ("SUB worker 1").
+   */
+  uint32_t rank;
+  /**
+   * Where it runs (a DistWorkerMode value).
+   */
+  DistWorkerMode mode;
+  /**
+   * What it is doing (a DistWorkerState value).
+   */
+  DistWorkerState state;
+  /**
+   * Its process: a spawned child, a level's process, or a caller-owned
+   * child named with dist_worker_set_process_pid; 0 for a pool thread
+   * (and a caller-owned child whose pid was not named).
+   */
+  int32_t pid;
+  /**
+   * For a DIST_WORKER_MODE_LEVEL worker: the inner level's number; else 0.
+   */
+  uint32_t level;
+  /**
+   * Task members it ran to their end, failures included.
+   */
+  uint64_t tasks_run;
+  /**
+   * Of those, the ones that failed (a child that died mid-task included).
+   */
+  uint64_t tasks_failed;
+  /**
+   * Time it spent running them, in ns (the current one included so far).
+   */
+  uint64_t busy_ns;
+} DistWorkerInfo;
+
+/**
+ * Importance of a log line (int32).
+ */
+typedef int32_t DistLogLevel;
+
+/**
+ * Receives log lines instead of stderr (`dist_worker_set_log_callback`):
+ * `level` is a DistLogLevel value, `message` the line stderr would have
+ * got, without the newline ("dist-worker[812] L3 warn: SUB worker 1 (child
+ * pid 813) killed by signal 9; it leaves the pool"), valid for the call.
+ */
+typedef void (*DistLogFn)(void *user, DistLogLevel level, const char *message);
+
+/**
  * Value of a mailbox's state word (int32, offset 0).
  */
 typedef int32_t DistMailboxState;
@@ -528,6 +739,68 @@ typedef int32_t DistMailboxState;
  */
 #define DIST_MAILBOX_CHILD_READY 5
 
+/**
+ * A pool thread of this process (`dist_worker_add_thread`).
+ */
+#define DIST_WORKER_MODE_THREAD 0
+
+/**
+ * A child process the library forked (`dist_worker_spawn`).
+ */
+#define DIST_WORKER_MODE_SPAWNED 1
+
+/**
+ * A process the caller started (`dist_worker_add_process`).
+ */
+#define DIST_WORKER_MODE_PROCESS 2
+
+/**
+ * An inner level: driven by a pool thread (pid 0, `dist_worker_add_level`)
+ * or its own process (`dist_worker_spawn_level`).
+ */
+#define DIST_WORKER_MODE_LEVEL 3
+
+/**
+ * In its pool, without a task.
+ */
+#define DIST_WORKER_STATE_IDLE 0
+
+/**
+ * Running a task.
+ */
+#define DIST_WORKER_STATE_BUSY 1
+
+/**
+ * Out of its pool for good: its process died, it passed a deadline or it
+ * broke the protocol.
+ */
+#define DIST_WORKER_STATE_RETIRED 2
+
+/**
+ * No line is logged (for `dist_worker_set_log_level`).
+ */
+#define DIST_LOG_OFF 0
+
+/**
+ * Something failed that the library could not work around.
+ */
+#define DIST_LOG_ERROR 1
+
+/**
+ * A worker was lost, a deadline passed, a peer broke the protocol (the default level).
+ */
+#define DIST_LOG_WARN 2
+
+/**
+ * The life cycle: children spawned, start, shutdown, traces written.
+ */
+#define DIST_LOG_INFO 3
+
+/**
+ * Per task: launches and completions.
+ */
+#define DIST_LOG_DEBUG 4
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -569,7 +842,11 @@ const char *dist_worker_version(void);
 /**
  * Creates a worker. `options` NULL = defaults. The heap ring is mapped
  * MAP_SHARED here, so children forked later share it. `*out_worker` is
- * written only on success.
+ * written only on success. With `DIST_WORKER_TRACE=<path>` in the
+ * environment the worker records a timeline trace from here on (as
+ * `dist_worker_trace_start`): the first worker created in the process
+ * writes `path`, later ones (inner levels, a level's own process) write
+ * beside it with `.<pid>-<n>` before the extension.
  *
  * Threads: any, at any time, from a callable or a child too (a new level
  * inside a level); the new worker shares nothing with others, so another
@@ -604,7 +881,9 @@ DistStatus dist_worker_start(struct DistWorker *worker);
  * children are then killed with SIGKILL and reaped, their tasks end with
  * DIST_ERR_TIMEOUT, and the message names them). It returns within
  * `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
- * misbehave.
+ * misbehave. A trace being recorded is written to its file last (a
+ * failure to write it is logged, not returned). At info level it logs how
+ * long it took and what it reaped; at warn level what it had to kill.
  *
  * Threads: any thread but a pool thread of `worker` (from inside one of its
  * callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'
@@ -927,6 +1206,133 @@ DistStatus dist_worker_task_tensor(struct DistWorker *worker,
                                    uint32_t member,
                                    uint32_t index,
                                    struct DistTensor *out_tensor);
+
+/**
+ * Fills `*out` with the worker's figures: per worker type (indexed by
+ * DistWorkerType) the tasks submitted, pending, ready, running, completed
+ * and failed and the live and busy workers; the dispatch-to-completion
+ * latency (p50, p99, p99.9, max in ns, from a fixed-bucket histogram since
+ * create); the engine's slots, map entries and heap bytes (live, peak,
+ * capacity); `worker_count` for `dist_worker_worker_info`. Set
+ * `out->size = sizeof(DistWorkerStats)` first: only the fields that fit in
+ * `size` are written, and `size` becomes the bytes written; a size below
+ * DIST_WORKER_STATS_V1_SIZE is DIST_ERR_INVALID_ARGUMENT (nothing is
+ * written). Takes the engine lock once, briefly, and allocates nothing:
+ * cheap enough to call every millisecond.
+ *
+ * Threads: any, concurrently with any call; from a callable too.
+ * Concurrently with shutdown: the figures as they stand (shutdown frees the
+ * worker only after this returns); after a failed start, the figures too.
+ * In a forked copy: DIST_ERR_BAD_STATE.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`; `out` writable for `out->size` bytes
+ * (its `size` field readable).
+ */
+DistStatus dist_worker_stats(struct DistWorker *worker, struct DistWorkerStats *out);
+
+/**
+ * Fills `*out` with worker `index`'s figures (0 <= index <
+ * DistWorkerStats.worker_count, in registration order): its type and rank
+ * within the type, its mode, its pid (0 for a pool thread), its state
+ * (idle, busy, retired), the task members it ran and failed, and the time
+ * it spent busy in ns. Versioned like `dist_worker_stats`: set `out->size
+ * = sizeof(DistWorkerInfo)` first (at least DIST_WORKER_INFO_V1_SIZE). An
+ * index out of range (every index before start) is
+ * DIST_ERR_INVALID_ARGUMENT. One short engine lock, no allocation.
+ *
+ * Threads: as `dist_worker_stats`.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`; `out` writable for `out->size` bytes
+ * (its `size` field readable).
+ */
+DistStatus dist_worker_worker_info(struct DistWorker *worker,
+                                   uint32_t index,
+                                   struct DistWorkerInfo *out);
+
+/**
+ * Starts recording a timeline trace of this worker, written to `path` as a
+ * Chrome / Perfetto JSON trace (open it in ui.perfetto.dev) by
+ * `dist_worker_trace_flush`, `dist_worker_trace_stop` and shutdown: one
+ * track per worker, one slice per task run (callable, task id, status),
+ * arrows from each task to the tasks that depend on it, a counter of each
+ * ready queue. `DIST_WORKER_TRACE=<path>` in the environment does the
+ * same at create. A trace already being recorded is written to its own
+ * file first. Recording keeps at most 1,048,576 events (about three per
+ * task) in memory allocated here; later ones are counted as dropped
+ * (DistWorkerStats.trace_dropped). An empty `path` is
+ * DIST_ERR_INVALID_ARGUMENT; the file is first opened when written.
+ *
+ * Threads: any, concurrently with any call; from a callable too.
+ * Concurrently with shutdown: DIST_ERR_SHUT_DOWN (the shutdown writes the
+ * trace being recorded). In a forked copy: DIST_ERR_BAD_STATE.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`; `path` a NUL-terminated string.
+ */
+DistStatus dist_worker_trace_start(struct DistWorker *worker, const char *path);
+
+/**
+ * Writes the trace recorded so far to its file, as a complete JSON file
+ * (rewritten with every event since the trace started); recording goes
+ * on. DIST_ERR_BAD_STATE when no trace is being recorded; DIST_ERR_OS when
+ * the file cannot be written (the message names it).
+ *
+ * Threads: as `dist_worker_trace_start`.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_trace_flush(struct DistWorker *worker);
+
+/**
+ * Writes the trace to its file, as `dist_worker_trace_flush` does, and
+ * stops recording (its memory is freed). DIST_ERR_BAD_STATE when no trace
+ * is being recorded.
+ *
+ * Threads: as `dist_worker_trace_start`.
+ *
+ * # Safety
+ * `worker` from `dist_worker_create`.
+ */
+DistStatus dist_worker_trace_stop(struct DistWorker *worker);
+
+/**
+ * Sends the library's log lines to `fn(user, level, message)` instead of
+ * stderr, for every DistWorker of the process (children forked later
+ * inherit it); NULL sends them to stderr again. `message` is the line
+ * stderr would get, without the newline; `level` a DistLogLevel. Which
+ * lines are logged is set by `DIST_WORKER_LOG=error|warn|info|debug|off`
+ * (read once, at the first line; default warn) or
+ * `dist_worker_set_log_level`. Lines come at the library's rare events:
+ * children spawned (pid) and dead (how), workers retired (why), task and
+ * shutdown deadlines, protocol violations, start (its workers), shutdown
+ * (how long it took, what it killed), traces written; at debug level also
+ * one line per task launch and completion. No line is logged while the
+ * library holds a lock a call could need, so `fn` may call the library
+ * (but not this function). Returns once no thread is inside the callback
+ * it replaces, so `user` may be freed then.
+ *
+ * Threads: any, at any time; from the log callback itself it returns
+ * DIST_ERR_BAD_STATE (it would wait for itself). `fn` is called from any
+ * thread of the process, also concurrently; a line the callback itself
+ * logs goes to stderr.
+ *
+ * # Safety
+ * `fn` and `user` callable from any thread until replaced.
+ */
+DistStatus dist_worker_set_log_callback(DistLogFn fn, void *user);
+
+/**
+ * Sets which lines are logged, for the whole process: DIST_LOG_OFF (0),
+ * DIST_LOG_ERROR (1), DIST_LOG_WARN (2, the default), DIST_LOG_INFO (3) or
+ * DIST_LOG_DEBUG (4) and every level below it; overrides
+ * `DIST_WORKER_LOG`. Another value is DIST_ERR_INVALID_ARGUMENT.
+ *
+ * Threads: any, at any time, from a callable or a child too.
+ */
+DistStatus dist_worker_set_log_level(DistLogLevel level);
 
 /**
  * Child side: serves `mailbox` with `fn(user, ...)` until SHUTDOWN

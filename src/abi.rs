@@ -8,7 +8,7 @@
 //! DistWorkerType;` plus `#define` values) so that any value a C caller
 //! passes is a valid Rust value; the FFI layer validates it before use.
 
-use std::os::raw::c_void;
+use std::os::raw::{c_char, c_void};
 
 /// Status returned by every fallible function (int32). Values never change.
 pub type DistStatus = i32;
@@ -264,3 +264,157 @@ pub type DistTaskFn = Option<
         config: *const DistCallConfig,
     ) -> i32,
 >;
+
+/// Where a worker's callable runs, as `dist_worker_worker_info` reports it (int32).
+pub type DistWorkerMode = i32;
+/// A pool thread of this process (`dist_worker_add_thread`).
+pub const DIST_WORKER_MODE_THREAD: DistWorkerMode = 0;
+/// A child process the library forked (`dist_worker_spawn`).
+pub const DIST_WORKER_MODE_SPAWNED: DistWorkerMode = 1;
+/// A process the caller started (`dist_worker_add_process`).
+pub const DIST_WORKER_MODE_PROCESS: DistWorkerMode = 2;
+/// An inner level: driven by a pool thread (pid 0, `dist_worker_add_level`)
+/// or its own process (`dist_worker_spawn_level`).
+pub const DIST_WORKER_MODE_LEVEL: DistWorkerMode = 3;
+
+/// What a worker is doing, as `dist_worker_worker_info` reports it (int32).
+pub type DistWorkerState = i32;
+/// In its pool, without a task.
+pub const DIST_WORKER_STATE_IDLE: DistWorkerState = 0;
+/// Running a task.
+pub const DIST_WORKER_STATE_BUSY: DistWorkerState = 1;
+/// Out of its pool for good: its process died, it passed a deadline or it
+/// broke the protocol.
+pub const DIST_WORKER_STATE_RETIRED: DistWorkerState = 2;
+
+/// The tasks of one worker type: totals since create, and where the
+/// others stand now. submitted = pending + ready + running + completed + failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistTypeStats {
+    /// Tasks accepted by dispatch (a group counts once).
+    pub submitted: u64,
+    /// Now: waiting for the tasks they depend on.
+    pub pending: u64,
+    /// Now: queued for an idle worker (placed tasks included).
+    pub ready: u64,
+    /// Now: on workers.
+    pub running: u64,
+    /// Finished with DIST_OK.
+    pub completed: u64,
+    /// Finished with a failure, whether they ran or not (DEPENDENCY_FAILED,
+    /// NO_WORKER and deadlines included).
+    pub failed: u64,
+    /// Workers in the pool now (retired ones left it).
+    pub live_workers: u32,
+    /// Of those, the ones running a task now.
+    pub busy_workers: u32,
+}
+
+/// Bytes of the first version of `DistWorkerStats`: the smallest `size`
+/// `dist_worker_stats` accepts. Later versions only append fields.
+pub const DIST_WORKER_STATS_V1_SIZE: u32 = 224;
+
+/// What `dist_worker_stats` reports. Set `size` to sizeof(DistWorkerStats)
+/// first: the library fills the fields that fit in `size` and sets `size`
+/// to the bytes it filled, so a program built against a newer header still
+/// runs against an older library (and the other way round).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistWorkerStats {
+    /// In: sizeof(DistWorkerStats), at least DIST_WORKER_STATS_V1_SIZE.
+    /// Out: the bytes filled.
+    pub size: u32,
+    /// Workers of the started pool, retired ones included (0 before
+    /// start): the indices `dist_worker_worker_info` takes.
+    pub worker_count: u32,
+    /// Per worker type, indexed by DistWorkerType (NEXT_LEVEL 0, SUB 1).
+    pub types: [DistTypeStats; 2],
+    /// Tasks whose dispatch-to-completion time was measured (those that
+    /// ran; from dispatch to the end of their last member), since create.
+    pub latency_count: u64,
+    /// Median dispatch-to-completion time, in ns (a histogram bucket's
+    /// upper edge: at most 6.25 % above the true value).
+    pub latency_p50_ns: u64,
+    /// 99th percentile, in ns.
+    pub latency_p99_ns: u64,
+    /// 99.9th percentile, in ns.
+    pub latency_p999_ns: u64,
+    /// Longest, in ns.
+    pub latency_max_ns: u64,
+    /// Engine slots in use: tasks known (until drain) and allocations alive.
+    pub slots: u64,
+    /// Tensor-map entries (addresses with a last writer).
+    pub map_entries: u64,
+    /// Bytes of the heap ring in live allocations.
+    pub heap_live_bytes: u64,
+    /// The most bytes of the heap ring that were live at once.
+    pub heap_peak_bytes: u64,
+    /// Size of the heap ring in bytes.
+    pub heap_capacity_bytes: u64,
+    /// Scopes open (not counting the root).
+    pub scope_depth: u32,
+    /// Level of this worker in the hierarchy.
+    pub level: u32,
+    /// Events of the timeline trace recorded since it started (0 without one).
+    pub trace_events: u64,
+    /// Trace events that found its buffer full and were dropped.
+    pub trace_dropped: u64,
+}
+
+/// Bytes of the first version of `DistWorkerInfo`: the smallest `size`
+/// `dist_worker_worker_info` accepts. Later versions only append fields.
+pub const DIST_WORKER_INFO_V1_SIZE: u32 = 56;
+
+/// What `dist_worker_worker_info` reports about one worker. Set `size` to
+/// sizeof(DistWorkerInfo) first (as for DistWorkerStats).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DistWorkerInfo {
+    /// In: sizeof(DistWorkerInfo), at least DIST_WORKER_INFO_V1_SIZE. Out:
+    /// the bytes filled.
+    pub size: u32,
+    /// Its index among all workers (registration order).
+    pub index: u32,
+    /// Its type (a DistWorkerType value).
+    pub worker_type: DistWorkerType,
+    /// Its registration order within its type, as messages, traces and
+    /// `dist_worker_dispatch_on` name it ("SUB worker 1").
+    pub rank: u32,
+    /// Where it runs (a DistWorkerMode value).
+    pub mode: DistWorkerMode,
+    /// What it is doing (a DistWorkerState value).
+    pub state: DistWorkerState,
+    /// Its process: a spawned child, a level's process, or a caller-owned
+    /// child named with dist_worker_set_process_pid; 0 for a pool thread
+    /// (and a caller-owned child whose pid was not named).
+    pub pid: i32,
+    /// For a DIST_WORKER_MODE_LEVEL worker: the inner level's number; else 0.
+    pub level: u32,
+    /// Task members it ran to their end, failures included.
+    pub tasks_run: u64,
+    /// Of those, the ones that failed (a child that died mid-task included).
+    pub tasks_failed: u64,
+    /// Time it spent running them, in ns (the current one included so far).
+    pub busy_ns: u64,
+}
+
+/// Importance of a log line (int32).
+pub type DistLogLevel = i32;
+/// No line is logged (for `dist_worker_set_log_level`).
+pub const DIST_LOG_OFF: DistLogLevel = 0;
+/// Something failed that the library could not work around.
+pub const DIST_LOG_ERROR: DistLogLevel = 1;
+/// A worker was lost, a deadline passed, a peer broke the protocol (the default level).
+pub const DIST_LOG_WARN: DistLogLevel = 2;
+/// The life cycle: children spawned, start, shutdown, traces written.
+pub const DIST_LOG_INFO: DistLogLevel = 3;
+/// Per task: launches and completions.
+pub const DIST_LOG_DEBUG: DistLogLevel = 4;
+
+/// Receives log lines instead of stderr (`dist_worker_set_log_callback`):
+/// `level` is a DistLogLevel value, `message` the line stderr would have
+/// got, without the newline ("dist-worker[812] L3 warn: SUB worker 1 (child
+/// pid 813) killed by signal 9; it leaves the pool"), valid for the call.
+pub type DistLogFn =
+    Option<unsafe extern "C" fn(user: *mut c_void, level: DistLogLevel, message: *const c_char)>;

@@ -18,9 +18,12 @@
 //! - `engine`: the DAG: task slots, dependencies, pools, heap ring, scopes.
 //! - `pool`: one worker type's live and idle workers and ready queue.
 //! - `reaper`: the thread that notices dead children.
+//! - `log`: log lines on stderr or through a callback, by level.
+//! - `trace`: the timeline trace's events and its JSON file.
 //! - `worker`: a registered worker (type, mode, mailbox).
 //! - `mailbox`, `doorbell`, `blob`: the wire layout and protocol.
 //! - `child`: the serving loop of a child process or pool thread.
+//! - `clock`: the cheap clock of the figures and the trace.
 //! - `sys`: mmap, futex, fork, waitpid, pidfd and the children's lifelines.
 //! - `status`: status codes and the error type.
 //! - [`abi`]: the C types and constants; [`ffi`]: the exported C functions.
@@ -32,9 +35,11 @@
 pub mod abi;
 mod blob;
 mod child;
+mod clock;
 mod doorbell;
 mod engine;
 pub mod ffi;
+mod log;
 mod loom;
 mod mailbox;
 mod pool;
@@ -43,12 +48,16 @@ mod reaper;
 mod runtime;
 mod status;
 mod sys;
+mod trace;
 mod worker;
 
 pub use abi::{DistCallConfig, DistTaskId, DistTensor};
 pub use blob::{Args, TaskView};
 pub use child::{set_error_message, Handler, ServeOptions};
-pub use engine::{MemberArgs, Stats, TaskSpec};
+pub use engine::{
+    EngineStats, Latency, MemberArgs, Stats, TaskSpec, TypeStats, WorkerMode, WorkerState,
+    WorkerStats,
+};
 pub use progress::WaitPolicy;
 pub use runtime::{Init, Level, Options, Orch, Outcome, Runtime};
 pub use status::{Error, Result, Status};

@@ -107,6 +107,15 @@ impl Worker {
         matches!(self.mode, Mode::External(_)) && !self.mailbox.speaks_large_args()
     }
 
+    /// Its process, if the library knows one: a spawned child's, or a
+    /// caller-owned child's whose pid was named.
+    pub fn pid(&self) -> Option<i32> {
+        match self.mode {
+            Mode::Thread | Mode::External(None) => None,
+            Mode::Spawned(pid) | Mode::External(Some(pid)) => Some(pid),
+        }
+    }
+
     /// Whether it rings the doorbell on completion (library-run serving loops do).
     pub fn rings(&self) -> bool {
         !matches!(self.mode, Mode::External(_))

@@ -184,7 +184,7 @@ fn heap_outputs_reach_their_consumers() {
     h.rt.wait(p2).unwrap();
     h.rt.drain().unwrap();
     assert_eq!(
-        h.rt.stats().heap_live_bytes,
+        h.rt.stats().engine.heap_live_bytes,
         0,
         "drain reclaimed the root scope"
     );
@@ -205,15 +205,15 @@ fn nested_scopes_reclaim_independently() {
     h.rt.scope_begin().unwrap();
     h.task(Sub, 2, &[(inner.data, IN)], 0);
     h.rt.scope_end().unwrap();
-    let before = h.rt.stats();
+    let before = h.rt.stats().engine;
     assert_eq!(before.scope_depth, 1);
     h.rt.scope_end().unwrap();
     h.rt.wait(t).unwrap();
     // Wait for every task, then look: only the outer allocation is left.
-    while h.rt.stats().unfinished > 0 {
+    while h.rt.stats().engine.unfinished > 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let after = h.rt.stats();
+    let after = h.rt.stats().engine;
     assert_eq!(
         after.heap_live_bytes, 1024,
         "inner scope memory reclaimed, outer kept"
@@ -233,7 +233,7 @@ fn nested_scopes_reclaim_independently() {
     }
     assert_eq!(h.rt.scope_end().unwrap_err().status, Status::BadState);
     h.rt.drain().unwrap();
-    let s = h.rt.stats();
+    let s = h.rt.stats().engine;
     assert_eq!((s.heap_live_bytes, s.map_entries, s.slots), (0, 0, 0));
     h.rt.shutdown().unwrap();
 }
@@ -340,7 +340,7 @@ fn failures_propagate_to_dependents_only() {
 #[test]
 fn ten_thousand_cycles_leave_nothing_behind() {
     let h = harness(procs(0, 4));
-    let rest = h.rt.stats();
+    let rest = h.rt.stats().engine;
     for i in 0..10_000u64 {
         h.rt.scope_begin().unwrap();
         let t = h.rt.alloc(&[16], DIST_INT64).unwrap();
@@ -352,7 +352,7 @@ fn ten_thousand_cycles_leave_nothing_behind() {
         h.rt.drain().unwrap();
     }
     assert_eq!(
-        h.rt.stats(),
+        h.rt.stats().engine,
         rest,
         "slots, map entries and heap are as they were"
     );
@@ -368,7 +368,7 @@ fn zero_dimensional_tensors_are_one_element() {
     let t = rt.alloc(&[], dist_worker::abi::DIST_INT64).unwrap();
     assert_eq!(t.ndims, 0);
     assert_ne!(t.data, 0);
-    let live = rt.stats().heap_live_bytes;
+    let live = rt.stats().engine.heap_live_bytes;
     assert!(
         (8..=64).contains(&live),
         "one 8-byte element, 64-byte aligned: {live}"

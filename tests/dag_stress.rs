@@ -34,7 +34,7 @@ fn run(workers: Workers, rounds: u64, per_round: u64, seed: u64) {
         DIST_ARG_OUTPUT_EXISTING,
         DIST_ARG_NO_DEP,
     ];
-    let rest = h.rt.stats();
+    let rest = h.rt.stats().engine;
     for round in 0..rounds {
         let mut writer: HashMap<u64, u64> = HashMap::new();
         let mut plan = Vec::new();
@@ -157,7 +157,7 @@ fn run(workers: Workers, rounds: u64, per_round: u64, seed: u64) {
         h.clear_events();
     }
     assert_eq!(
-        h.rt.stats(),
+        h.rt.stats().engine,
         rest,
         "nothing left behind after {rounds} rounds"
     );

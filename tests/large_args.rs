@@ -55,7 +55,7 @@ fn three_hundred_tensors_reach_children_and_threads_intact() {
         tags: None,
         scalars: &scalars,
     }];
-    let before = rt.stats();
+    let before = rt.stats().engine;
     for _ in 0..20 {
         for ty in [WorkerType::Sub, WorkerType::NextLevel] {
             let id = rt.submit(&spec(ty, 1, &a)).unwrap();
@@ -64,7 +64,7 @@ fn three_hundred_tensors_reach_children_and_threads_intact() {
     }
     rt.drain().unwrap();
     assert_eq!(
-        rt.stats().heap_live_bytes,
+        rt.stats().engine.heap_live_bytes,
         before.heap_live_bytes,
         "blobs freed"
     );

@@ -210,7 +210,7 @@ fn bad_input_is_refused() {
         Status::ArgsTooLarge
     );
     // A refused submit leaves nothing behind.
-    assert_eq!(rt.stats().slots, 0);
+    assert_eq!(rt.stats().engine.slots, 0);
     let m = OwnedMailbox::new().unwrap();
     assert_eq!(
         rt.add_process(WorkerType::Sub, m.handle())

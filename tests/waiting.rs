@@ -76,7 +76,7 @@ fn workers_that_never_ring_still_complete_promptly() {
         rt.submit(&spec(WorkerType::Sub, 1, &none)).unwrap();
     }
     let t = Instant::now();
-    while rt.stats().unfinished > 0 {
+    while rt.stats().engine.unfinished > 0 {
         assert!(
             t.elapsed() < LOST,
             "the dispatcher never noticed a deaf worker's completion"
@@ -111,7 +111,7 @@ fn completions_reach_a_sleeping_dispatcher_and_sleeping_waiters() {
             rt.wait(id).unwrap();
         } else {
             let t = Instant::now();
-            while rt.stats().unfinished > 0 {
+            while rt.stats().engine.unfinished > 0 {
                 assert!(
                     t.elapsed() < LOST,
                     "round {round}: completion never noticed"

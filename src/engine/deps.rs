@@ -130,6 +130,11 @@ impl Engine {
         if !self.slots[c as usize].holds.contains(&p) {
             self.slots[c as usize].holds.push(p);
             self.slots[p as usize].refs += 1;
+            if wait && self.trace.on() && !self.slots[p as usize].is_alloc {
+                let from = task_id(p, self.slots[p as usize].gen);
+                let to = task_id(c, self.slots[c as usize].gen);
+                self.trace.push(crate::trace::Event::Flow { from, to });
+            }
         }
         // `c` is linked in one go, so an edge to it is the newest in `p`'s fanout.
         if wait && self.slots[p as usize].fanout.last() != Some(&c) {

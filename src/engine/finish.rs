@@ -9,7 +9,11 @@ use crate::status::{Error, Result, Status};
 use crate::worker::WorkerType;
 
 impl Engine {
-    pub(super) fn member_finished(&mut self, idx: u32, failure: Option<Error>) {
+    /// Member of task `idx` on `worker` ended (now) with `failure`.
+    pub(super) fn member_finished(&mut self, worker: usize, idx: u32, failure: Option<Error>) {
+        let status = failure.as_ref().map_or(0, |f| f.status as i32);
+        let last = self.slots[idx as usize].remaining == 1;
+        self.count_run(worker, idx, status, last);
         let slot = &mut self.slots[idx as usize];
         if slot.failure.is_none() {
             slot.failure = failure;
@@ -31,9 +35,11 @@ impl Engine {
                 continue; // finished already (aborted together with a producer)
             }
             let id = task_id(idx, self.slots[idx as usize].gen);
+            let failed = failure.is_some();
+            let before = self.slots[idx as usize].phase;
+            self.count_finished(idx, before, failed);
             let slot = &mut self.slots[idx as usize];
             slot.phase = Phase::Done;
-            let failed = failure.is_some();
             if let Some(f) = &failure {
                 if self.first_failure.is_none() {
                     self.first_failure = Some(f.clone());

@@ -26,6 +26,7 @@ impl Engine {
     /// idle stack by the caller): an order for progress to carry out.
     pub(super) fn assign(&mut self, idx: u32, member: u32, w: u32) {
         self.running[w as usize] = Some(idx);
+        self.runs[w as usize].since = self.now;
         // Never 0, so a fresh mailbox's done_seq matches no launch.
         self.launches = self.launches.wrapping_add(1).max(1);
         self.launches_out.push(Launch {
@@ -78,6 +79,7 @@ impl Engine {
             }
         }
         self.slots[slot as usize].phase = Phase::Ready;
+        self.counts[ty.index()].running -= 1;
         if self.slots[slot as usize].place.is_empty() {
             self.pools[ty.index()].ready.push_front(slot);
         } else {
@@ -86,6 +88,6 @@ impl Engine {
         if self.first_failure.is_none() {
             self.first_failure = Some(cause.clone());
         }
-        self.retire(bad as usize, 0, cause);
+        self.retire(bad as usize, 0, cause, self.now);
     }
 }

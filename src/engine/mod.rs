@@ -18,6 +18,7 @@
 
 mod deps;
 mod finish;
+mod histogram;
 mod launch;
 mod memory;
 mod place;
@@ -25,20 +26,25 @@ mod ring;
 mod scope;
 mod slot;
 mod spec;
+mod stats;
 mod tensor_map;
 
 pub use launch::Launch;
 pub use ring::HeapRing;
 pub use scope::ScopeStack;
-pub use spec::{MemberArgs, Stats, TaskSpec};
+pub use spec::{MemberArgs, TaskSpec};
+pub use stats::{EngineStats, Latency, Stats, TypeStats, WorkerMode, WorkerState, WorkerStats};
 pub use tensor_map::TensorMap;
 
 use finish::upstream_error;
+use histogram::Histogram;
 use slot::{task_id, token, Phase, Slot};
 pub use slot::{token_launch, token_slot};
+use stats::{TypeCounts, WorkerCounts};
 
 use crate::abi::{self, DistTaskId};
 use crate::blob::{self, Args};
+use crate::log::Level;
 use crate::mailbox::ARGS_CAPACITY;
 use crate::pool::Pool;
 use crate::status::{fail, Error, Result, Status};
@@ -95,9 +101,26 @@ pub struct Engine {
     launches_out: Vec<Launch>,
     /// An empty vector with capacity, swapped in by `take_launches`.
     spare: Vec<Launch>,
+    /// The time of the event being handled (`clock::ticks`), given by
+    /// whoever reports it: launches decided now started now.
+    now: u64,
+    /// Per type: tasks submitted, finished, running, unfinished.
+    counts: [TypeCounts; 2],
+    /// Per worker: members run, failed, time busy, since when busy.
+    runs: Vec<WorkerCounts>,
+    /// Dispatch-to-completion times of the tasks that ran, in ticks.
+    latency: Histogram,
+    /// The timeline trace, while one is recorded.
+    trace: crate::trace::Buffer,
+    /// The ready-queue depths last traced, per type.
+    traced_ready: [Option<u32>; 2],
+    /// What happened that should be logged once the lock is released
+    /// (workers that left their pools; per-task lines at debug level).
+    notes: Vec<(Level, String)>,
 }
 
-/// What the engine knows of a worker: its type and its name in messages.
+/// What the engine knows of a worker: its type, its name in messages and
+/// what its figures report.
 #[derive(Clone, Debug)]
 pub struct WorkerInfo {
     /// Its type.
@@ -106,6 +129,14 @@ pub struct WorkerInfo {
     pub label: String,
     /// Whether it is a level (its failures carry the path down the tree).
     pub is_level: bool,
+    /// Registration order within its type.
+    pub rank: usize,
+    /// Where it runs.
+    pub mode: WorkerMode,
+    /// Its process, if the library knows it.
+    pub pid: Option<i32>,
+    /// For a level: its number.
+    pub level: Option<u32>,
 }
 
 impl Engine {
@@ -136,6 +167,13 @@ impl Engine {
             running: Vec::new(),
             launches_out: Vec::new(),
             spare: Vec::new(),
+            now: 0,
+            counts: Default::default(),
+            runs: Vec::new(),
+            latency: Histogram::default(),
+            trace: Default::default(),
+            traced_ready: [None; 2],
+            notes: Vec::new(),
         }
     }
 
@@ -158,24 +196,76 @@ impl Engine {
         self.retired = vec![false; n];
         self.nested = vec![None; n];
         self.running = vec![None; n];
+        self.runs = vec![WorkerCounts::default(); n];
         self.started = true;
+        if self.trace.on() {
+            // No child is forked after this: the trace's pages may be
+            // written now, once, instead of one fault at a time later.
+            self.trace.prefault();
+        }
+    }
+
+    /// Its level in the hierarchy.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Keeps a line to log once the engine lock is released (a line logged
+    /// under it could reach a callback that calls back into the runtime).
+    pub fn note(&mut self, level: Level, text: String) {
+        self.notes.push((level, text));
+    }
+
+    /// The lines kept to log; None, without allocating, when there are none.
+    pub fn take_notes(&mut self) -> Option<Vec<(Level, String)>> {
+        (!self.notes.is_empty()).then(|| std::mem::take(&mut self.notes))
+    }
+
+    /// Starts recording a timeline trace of at most `max_events` events
+    /// into `events` (from `trace::buffer`) at `now`; afresh: what an
+    /// earlier trace recorded is gone.
+    pub fn trace_start(&mut self, events: Vec<crate::trace::Event>, max_events: usize, now: u64) {
+        self.now = now;
+        self.trace.start(events, max_events);
+        self.traced_ready = [None; 2];
+        self.trace_ready();
+    }
+
+    /// Events the trace's cap leaves after those it holds now (the size of
+    /// the next buffer `trace_take` needs).
+    pub fn trace_left(&self) -> usize {
+        self.trace.left()
+    }
+
+    /// Takes the trace events recorded since the last take; recording goes
+    /// on into `fresh` (from `trace::buffer`).
+    pub fn trace_take(&mut self, fresh: Vec<crate::trace::Event>) -> crate::trace::Recorded {
+        self.trace.take(fresh)
+    }
+
+    /// Stops recording; returns the events not taken yet.
+    pub fn trace_stop(&mut self) -> crate::trace::Recorded {
+        self.trace.stop()
+    }
+
+    /// The id of the task in slot `slot`.
+    pub fn task_of_slot(&self, slot: u32) -> DistTaskId {
+        task_id(slot, self.slots[slot as usize].gen)
+    }
+
+    /// The id of the task an in-flight token runs.
+    pub fn task_of_token(&self, token: u64) -> DistTaskId {
+        self.task_of_slot(token_slot(token))
+    }
+
+    /// The workers' names in messages, by index (for a trace file).
+    pub fn worker_labels(&self) -> Vec<String> {
+        self.workers.iter().map(|w| w.label.clone()).collect()
     }
 
     /// Tasks submitted and not yet finished.
     pub fn unfinished(&self) -> usize {
         self.unfinished
-    }
-
-    /// Counts for checking that nothing is left behind.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            slots: self.slots.len() - self.free.len(),
-            map_entries: self.map.len(),
-            heap_live_bytes: self.ring.live_bytes(),
-            heap_blocks: self.ring.blocks(),
-            scope_depth: self.scopes.depth(),
-            unfinished: self.unfinished,
-        }
     }
 
     /// Submits a task whose member `i` runs on the worker `place[i]`
@@ -228,12 +318,16 @@ impl Engine {
         slot.callable = spec.callable;
         slot.config = spec.config;
         slot.remaining = n;
+        slot.submitted_at = self.now;
         let id = task_id(idx, slot.gen);
         self.link(idx, spec.members);
         let slot = &mut self.slots[idx as usize];
         slot.refs += 2; // its scope, and being unfinished
         self.scopes.add(idx);
         self.unfinished += 1;
+        let counts = &mut self.counts[spec.ty.index()];
+        counts.submitted += 1;
+        counts.unfinished += 1;
         if slot.fanin > 0 {
             slot.phase = Phase::Pending;
         } else if let Some(up) = slot.upstream_failed {
@@ -243,6 +337,7 @@ impl Engine {
             self.make_ready(idx);
             self.pump(spec.ty);
         }
+        self.trace_ready();
         Ok(Some(id))
     }
 
@@ -346,7 +441,7 @@ impl Engine {
                 break;
             };
             self.pools[ty.index()].ready.pop_front();
-            self.slots[idx as usize].phase = Phase::Running;
+            self.set_running(idx);
             for member in 0..self.slots[idx as usize].members() {
                 let w = self.pools[ty.index()].idle.pop().expect("counted above");
                 self.assign(idx, member, w);
@@ -354,9 +449,17 @@ impl Engine {
         }
     }
 
-    /// Records that `worker` finished its task member with `error` (0 = ok).
-    /// The caller has claimed the completion and stored IDLE.
-    pub fn complete(&mut self, worker: usize, token: u64, error: i32, message: Option<String>) {
+    /// Records that `worker` finished its task member with `error` (0 = ok)
+    /// at `now`. The caller has claimed the completion and stored IDLE.
+    pub fn complete(
+        &mut self,
+        worker: usize,
+        token: u64,
+        error: i32,
+        message: Option<String>,
+        now: u64,
+    ) {
+        self.now = now;
         let idx = token_slot(token);
         let ty = self.workers[worker].ty;
         self.running[worker] = None;
@@ -379,8 +482,9 @@ impl Engine {
         if !self.retired[worker] {
             self.pools[ty.index()].idle.push(worker as u32);
         }
-        self.member_finished(idx, failure);
+        self.member_finished(worker, idx, failure);
         self.pump(ty);
+        self.trace_ready();
     }
 
     /// Shutdown: from now on no task is accepted (SHUT_DOWN) or launched.
@@ -402,6 +506,7 @@ impl Engine {
             }
         }
         self.settle();
+        self.trace_ready();
     }
 
     /// Whether `worker` was taken out of its pool.
@@ -409,18 +514,29 @@ impl Engine {
         self.retired.get(worker).copied().unwrap_or(false)
     }
 
-    /// Takes `worker` out of its pool for good; its in-flight member (if
-    /// `token` is non-zero) fails with `cause`. Queued tasks that can no
-    /// longer run fail with NO_WORKER.
-    pub fn retire(&mut self, worker: usize, token: u64, cause: Error) {
+    /// Takes `worker` out of its pool for good at `now`; its in-flight
+    /// member (if `token` is non-zero) fails with `cause`. Queued tasks
+    /// that can no longer run fail with NO_WORKER.
+    pub fn retire(&mut self, worker: usize, token: u64, cause: Error, now: u64) {
+        self.now = now;
         let ty = self.workers[worker].ty;
         self.retired[worker] = true;
         self.running[worker] = None;
         self.pools[ty.index()].retire(worker as u32);
+        self.note(Level::Warn, cause.message.clone());
+        if self.trace.on() {
+            let reason = self.trace.reason(&cause.message);
+            self.trace.push(crate::trace::Event::Retired {
+                worker: worker as u32,
+                status: cause.status as i32,
+                at: now,
+                reason,
+            });
+        }
         self.drop_placed_on(worker as u32, &cause);
         if token != 0 {
             let idx = token_slot(token);
-            self.member_finished(idx, Some(cause));
+            self.member_finished(worker, idx, Some(cause));
         }
         let live = self.pools[ty.index()].size();
         let mut i = 0;
@@ -441,6 +557,7 @@ impl Engine {
         }
         self.settle();
         self.pump(ty);
+        self.trace_ready();
     }
 }
 

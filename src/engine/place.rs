@@ -15,11 +15,14 @@ impl Engine {
     /// task's type (its registration order within the type). Indices must
     /// be in range and distinct (INVALID_ARGUMENT), one per member; a named
     /// worker that has left its pool gives NO_WORKER. Empty: anywhere.
+    /// `now` is the time of the submit (`clock::ticks`).
     pub fn submit_placed<M: MemberArgs + ?Sized>(
         &mut self,
         spec: &TaskSpec<'_, M>,
         indices: &[u32],
+        now: u64,
     ) -> Result<Option<DistTaskId>> {
+        self.now = now;
         if indices.is_empty() {
             return self.submit_on(spec, &[]);
         }
@@ -95,7 +98,7 @@ impl Engine {
                 continue;
             }
             self.pools[ty.index()].placed.remove(i);
-            self.slots[idx as usize].phase = Phase::Running;
+            self.set_running(idx);
             for member in 0..self.slots[idx as usize].members() {
                 let w = self.slots[idx as usize].place[member as usize];
                 let idle = &mut self.pools[ty.index()].idle;

@@ -28,6 +28,8 @@ pub struct HeapRing {
     blocks: VecDeque<Block>,
     first: u64,
     live_bytes: u64,
+    /// The most `live_bytes` has been.
+    peak_bytes: u64,
 }
 
 /// Identifies one allocation for `free`.
@@ -41,18 +43,23 @@ impl HeapRing {
             blocks: VecDeque::new(),
             first: 0,
             live_bytes: 0,
+            peak_bytes: 0,
         }
-    }
-
-    /// Total bytes.
-    #[cfg(test)]
-    pub fn capacity(&self) -> u64 {
-        self.capacity
     }
 
     /// Bytes in live allocations.
     pub fn live_bytes(&self) -> u64 {
         self.live_bytes
+    }
+
+    /// The most bytes that were live at once.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes
+    }
+
+    /// Total bytes of the ring.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity
     }
 
     /// Number of blocks not yet reclaimed (live or holes).
@@ -116,6 +123,7 @@ impl HeapRing {
             live: true,
         });
         self.live_bytes += len;
+        self.peak_bytes = self.peak_bytes.max(self.live_bytes);
         Some((self.first + self.blocks.len() as u64 - 1, off))
     }
 
@@ -196,7 +204,7 @@ mod tests {
         assert_eq!(HeapRing::rounded(65), Some(128));
         assert_eq!(HeapRing::rounded(u64::MAX), None);
         let mut r = HeapRing::new(100);
-        assert_eq!(r.capacity(), 64);
+        assert_eq!(r.capacity_bytes(), 64);
         assert!(r.alloc(65).is_none());
     }
 }

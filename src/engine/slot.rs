@@ -28,6 +28,8 @@ pub(super) struct Slot {
     pub(super) config: DistCallConfig,
     /// Members not yet finished.
     pub(super) remaining: u32,
+    /// When it was submitted (`clock::ticks`), for its latency.
+    pub(super) submitted_at: u64,
     /// Encoded blobs of all members, back to back.
     pub(super) blobs: Vec<u8>,
     /// End offset of each member's blob in `blobs`.

@@ -1,5 +1,5 @@
-//! What a submitter hands the engine (a task's spec and its members'
-//! arguments), and the counts the engine reports.
+//! What a submitter hands the engine: a task's spec and its members'
+//! arguments.
 
 use crate::abi::DistCallConfig;
 use crate::blob::Args;
@@ -34,21 +34,4 @@ pub struct TaskSpec<'a, M: MemberArgs + ?Sized = [Args<'a>]> {
     pub config: DistCallConfig,
     /// One entry per group member.
     pub members: &'a M,
-}
-
-/// Counts that show whether the engine is back to its resting state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Slots in use (tasks known, plus allocations and tasks still alive).
-    pub slots: usize,
-    /// Tensor-map entries.
-    pub map_entries: usize,
-    /// Bytes of the heap ring in live allocations.
-    pub heap_live_bytes: u64,
-    /// Heap ring blocks not yet reclaimed.
-    pub heap_blocks: usize,
-    /// Open scopes (not counting the root).
-    pub scope_depth: usize,
-    /// Tasks submitted and not finished.
-    pub unfinished: usize,
 }

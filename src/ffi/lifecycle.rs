@@ -53,7 +53,11 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
 /// Creates a worker. `options` NULL = defaults. The heap ring is mapped
 /// MAP_SHARED here, so children forked later share it. `*out_worker` is
-/// written only on success.
+/// written only on success. With `DIST_WORKER_TRACE=<path>` in the
+/// environment the worker records a timeline trace from here on (as
+/// `dist_worker_trace_start`): the first worker created in the process
+/// writes `path`, later ones (inner levels, a level's own process) write
+/// beside it with `.<pid>-<n>` before the extension.
 ///
 /// Threads: any, at any time, from a callable or a child too (a new level
 /// inside a level); the new worker shares nothing with others, so another
@@ -107,7 +111,9 @@ pub unsafe extern "C" fn dist_worker_start(worker: *mut DistWorker) -> DistStatu
 /// children are then killed with SIGKILL and reaped, their tasks end with
 /// DIST_ERR_TIMEOUT, and the message names them). It returns within
 /// `shutdown_timeout_ms` plus a fixed grace of 200 ms, however many workers
-/// misbehave.
+/// misbehave. A trace being recorded is written to its file last (a
+/// failure to write it is logged, not returned). At info level it logs how
+/// long it took and what it reaped; at warn level what it had to kill.
 ///
 /// Threads: any thread but a pool thread of `worker` (from inside one of its
 /// callables it returns DIST_ERR_BAD_STATE and frees nothing). Other threads'

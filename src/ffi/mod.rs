@@ -5,8 +5,8 @@
 //! folder sees a raw pointer from C.
 //!
 //! - `handle`: the opaque `DistWorker` and the lookup every call makes;
-//! - `lifecycle`, `register`, `work`, `serve`, `errors`: the functions of
-//!   `dist_worker.h`, by what they are for.
+//! - `lifecycle`, `register`, `level`, `work`, `observe`, `log`, `serve`,
+//!   `errors`: the functions of `dist_worker.h`, by what they are for.
 
 /// The path of a function nested in the enclosing one (a static string;
 /// `function_name` turns it into the enclosing function's name, on failure only).
@@ -30,6 +30,8 @@ mod errors;
 mod handle;
 mod level;
 mod lifecycle;
+mod log;
+mod observe;
 mod register;
 mod serve;
 mod work;
@@ -38,6 +40,8 @@ pub use errors::*;
 pub use handle::DistWorker;
 pub use level::*;
 pub use lifecycle::*;
+pub use log::*;
+pub use observe::*;
 pub use register::*;
 pub use serve::*;
 pub use work::*;

@@ -2,8 +2,10 @@
 //! hold to the engine, and taking broken or dead workers out of their pools.
 
 use super::{Locked, Progress};
+use crate::clock;
 use crate::doorbell::Sleeper;
 use crate::engine::token_launch;
+use crate::log::{self, Level};
 use crate::mailbox::state;
 use crate::status::{Error, Status};
 use crate::worker::Worker;
@@ -81,14 +83,29 @@ impl Progress {
     /// of the scan. Returns how many it handled. Any thread may call it.
     pub fn poll(&self) -> usize {
         let mut engine: Option<Locked<'_>> = None;
+        let mut now = 0;
         let mut handled = 0;
         for w in self.workers() {
             let Some((tok, claim)) = claim(w) else {
                 continue;
             };
-            let e = engine.get_or_insert_with(|| self.lock());
+            let e = engine.get_or_insert_with(|| {
+                // One clock read per batch: every completion in it ends now.
+                let e = self.lock();
+                now = clock::ticks();
+                e
+            });
             match claim {
-                Claim::Done(error, message) => e.complete(w.index, tok, error, message),
+                Claim::Done(error, message) => {
+                    if log::enabled(Level::Debug) {
+                        let id = e.task_of_token(tok);
+                        e.note(
+                            Level::Debug,
+                            format!("task {id:#x} ended on {w} with error {error}"),
+                        );
+                    }
+                    e.complete(w.index, tok, error, message, now)
+                }
                 Claim::Broken(s) => {
                     let err = Error::new(
                         Status::Protocol,
@@ -97,7 +114,7 @@ impl Progress {
                              the worker leaves the pool"
                         ),
                     );
-                    e.retire(w.index, tok, err);
+                    e.retire(w.index, tok, err, now);
                 }
                 Claim::Stale => {
                     let err = Error::new(
@@ -109,7 +126,7 @@ impl Progress {
                             token_launch(tok)
                         ),
                     );
-                    e.retire(w.index, tok, err);
+                    e.retire(w.index, tok, err, now);
                 }
             }
             handled += 1;
@@ -146,7 +163,7 @@ impl Progress {
         // Under the lock no launch can race this; a poller that already
         // claimed a completion finds the worker retired and leaves it out.
         let tok = w.in_flight.swap(0, Ordering::AcqRel);
-        engine.retire(worker, tok, cause);
+        engine.retire(worker, tok, cause, clock::ticks());
         self.epoch.fetch_add(1, Ordering::Release);
         self.notify();
         drop(engine);

@@ -4,6 +4,7 @@
 use super::Progress;
 use crate::abi::DistCallConfig;
 use crate::engine::{token_launch, Engine, Launch};
+use crate::log::{self, Level};
 use crate::mailbox::state;
 use crate::status::{Error, Status};
 use crate::worker::Worker;
@@ -44,6 +45,14 @@ impl Progress {
                 }
                 for o in group {
                     deaf |= self.publish(engine, o);
+                    if log::enabled(Level::Debug) {
+                        let id = engine.task_of_slot(o.slot);
+                        let w = &workers[o.worker as usize];
+                        engine.note(
+                            Level::Debug,
+                            format!("task {id:#x} member {} launched on {w}", o.member),
+                        );
+                    }
                 }
             }
             engine.give_back_launches(orders);

@@ -22,8 +22,8 @@ mod wait;
 pub use wait::WaitPolicy;
 
 use crate::doorbell::{Doorbell, Sleeper};
-use crate::engine::{Engine, WorkerInfo};
-use crate::worker::{Worker, WorkerType};
+use crate::engine::{Engine, WorkerInfo, WorkerMode};
+use crate::worker::{Mode, Worker, WorkerType};
 use once_cell::sync::OnceCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -75,8 +75,16 @@ impl DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        if let Some(engine) = self.guard.as_mut() {
-            self.progress.launch(engine);
+        if let Some(mut engine) = self.guard.take() {
+            self.progress.launch(&mut engine);
+            // Lines are logged once the lock is released: a log callback
+            // may call back into the runtime.
+            let notes = engine.take_notes();
+            let level = engine.level();
+            drop(engine);
+            for (l, text) in notes.into_iter().flatten() {
+                crate::log::emit(l, Some(level), &text);
+            }
         }
     }
 }
@@ -114,6 +122,15 @@ impl Progress {
             ty: w.ty,
             label: w.to_string(),
             is_level: w.level.is_some(),
+            rank: w.rank,
+            mode: match w.mode {
+                _ if w.level.is_some() => WorkerMode::Level,
+                Mode::Thread => WorkerMode::Thread,
+                Mode::Spawned(_) => WorkerMode::Spawned,
+                Mode::External(_) => WorkerMode::Process,
+            },
+            pid: w.pid(),
+            level: w.level,
         });
         self.lock().install(info);
         let _ = self.workers.set(workers);

@@ -14,6 +14,7 @@
 //! nothing the copy shares with the original (mailboxes, children, threads).
 
 mod level;
+mod observe;
 mod setup;
 mod shutdown;
 mod start;
@@ -26,7 +27,7 @@ pub use setup::Init;
 use crate::abi::{DistTaskId, DistTensor};
 use crate::child::ServeOptions;
 use crate::doorbell::Doorbell;
-use crate::engine::{Engine, MemberArgs, Stats, TaskSpec};
+use crate::engine::{Engine, MemberArgs, TaskSpec};
 use crate::mailbox::{Mailbox, OwnedMailbox};
 use crate::progress::{Progress, WaitPolicy};
 use crate::reaper::Spawned;
@@ -177,6 +178,8 @@ pub struct Runtime {
     waiting: AtomicUsize,
     /// Threads inside `drain`, woken when the last waiter leaves.
     draining: AtomicUsize,
+    /// The timeline trace being recorded, if any (see `observe`).
+    tracing: Mutex<observe::Tracing>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -195,6 +198,7 @@ impl Runtime {
             );
         }
         lifeline::init();
+        crate::clock::init();
         let heap = SharedMap::new(options.heap_ring_size)?;
         let control = SharedMap::new(4096)?;
         debug_assert!(control.len() >= crate::doorbell::DOORBELL_BYTES);
@@ -203,7 +207,7 @@ impl Runtime {
         // every copy of the doorbell (the runtime joins its threads and reaps
         // its children before dropping it; children keep their own mapping).
         let bell = unsafe { Doorbell::from_raw(NonNull::new(control.as_ptr()).expect("mapped")) };
-        Ok(Runtime {
+        let rt = Runtime {
             shared: Arc::new(Progress::new(engine, bell, options.wait)),
             life: Mutex::new(Life {
                 stage: Stage::Setup(Vec::new()),
@@ -225,7 +229,10 @@ impl Runtime {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             waiting: AtomicUsize::new(0),
             draining: AtomicUsize::new(0),
-        })
+            tracing: Mutex::new(observe::Tracing::default()),
+        };
+        rt.trace_from_env();
+        Ok(rt)
     }
 
     /// The options it was created with.
@@ -324,7 +331,7 @@ impl Runtime {
             self.start()?;
         }
         self.check_large_args(spec, workers)?;
-        self.with_backpressure(|e| e.submit_placed(spec, workers))
+        self.with_backpressure(|e| e.submit_placed(spec, workers, crate::clock::ticks()))
     }
 
     /// A blob longer than a mailbox travels through the heap, which only
@@ -380,7 +387,7 @@ impl Runtime {
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
             let now = Instant::now();
             if now >= deadline {
-                let st = engine.stats();
+                let st = engine.engine_stats();
                 return fail(
                     Status::ResourceExhausted,
                     format!(
@@ -416,11 +423,6 @@ impl Runtime {
             self.accepting()?;
         }
         self.shared.lock().task_tensor(id, member, index)
-    }
-
-    /// Counts for checking that nothing is left behind.
-    pub fn stats(&self) -> Stats {
-        self.shared.lock().stats()
     }
 
     /// Finishes dispatched work, stops every worker, joins threads and reaps

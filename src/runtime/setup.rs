@@ -5,6 +5,7 @@
 
 use super::{lock, phase, Life, Registration, Runtime, Stage};
 use crate::child::{self, Handler, ServeOptions};
+use crate::log::{log_line, Level};
 use crate::mailbox::{state, Mailbox, OwnedMailbox, SIZE};
 use crate::reaper::Spawned;
 use crate::status::{fail, Result, Status};
@@ -202,8 +203,8 @@ impl Runtime {
         level: Option<u32>,
         prepare: impl FnOnce() -> std::result::Result<Handler, i32>,
     ) -> Result<i32> {
-        let mut life = self.setup()?;
-        let life = &mut *life;
+        let mut guard = self.setup()?;
+        let life = &mut *guard;
         let Stage::Setup(regs) = &mut life.stage else {
             unreachable!("checked by setup")
         };
@@ -242,6 +243,7 @@ impl Runtime {
         })?;
         life.owned.push(owned);
         lock(&self.children).push(Spawned { pid, lifeline });
+        let rank = regs.iter().filter(|r| r.ty == ty).count();
         regs.push(Registration {
             ty,
             mode: Mode::Spawned(pid),
@@ -249,6 +251,12 @@ impl Runtime {
             handler: None,
             level,
         });
+        drop(guard);
+        let who = match level {
+            Some(l) => format!("L{l} worker {rank} (child pid {pid}), a level"),
+            None => format!("{ty} worker {rank} (child pid {pid})"),
+        };
+        log_line!(Level::Info, Some(self.options.level), "spawned {who}");
         Ok(pid)
     }
 }

@@ -12,6 +12,7 @@
 //!    never unmapped; the thread exits as soon as its callable returns).
 
 use super::{lock, phase, Runtime, Stage, SHUTDOWN_GRACE};
+use crate::log::{log_line, Level as LogLevel};
 use crate::status::{Error, Result, Status};
 use crate::sys;
 use crate::worker::Mode;
@@ -31,6 +32,7 @@ impl Runtime {
         if self.is_forked_copy() {
             return Ok(()); // nothing here is this copy's to stop
         }
+        let begun = Instant::now();
         // The deadline starts now, even if a start holds the life cycle.
         let own = self.options.shutdown_timeout.map(|t| Instant::now() + t);
         let deadline = match (own, until) {
@@ -49,6 +51,8 @@ impl Runtime {
         };
         let passed = |by: Option<Instant>| by.is_some_and(|d| Instant::now() >= d);
         let mut outcome = Ok(());
+        // What the closing log line reports beyond the time it took.
+        let mut report = Report::default();
         match stage {
             Stage::Closed => return Ok(()),
             Stage::Setup(regs) => {
@@ -63,6 +67,10 @@ impl Runtime {
                     .shared
                     .wait_for_until(deadline, |e| (e.unfinished() == 0).then(|| e.close()));
                 let overdue = finished.is_none().then(|| self.end_overdue_work());
+                if let Some(e) = &overdue {
+                    log_line!(LogLevel::Warn, Some(self.options.level), "{}", e.message);
+                    report.overdue = true;
+                }
                 if overdue.is_some() {
                     // A pool thread driving an inner level may be stuck in
                     // it: close the inner levels by the same deadline.
@@ -109,6 +117,7 @@ impl Runtime {
                 if let Some(d) = dispatcher {
                     let _ = d.join();
                 }
+                report.stuck = stuck;
                 if stuck > 0 {
                     // A stuck thread may still touch its mailbox, the doorbell
                     // or the heap: never unmap them.
@@ -127,7 +136,7 @@ impl Runtime {
                 }
             }
         }
-        let killed = self.reap_children(exit_by);
+        let (reaped, killed) = self.reap_children(exit_by);
         if !killed.is_empty() {
             let e = Error::new(
                 Status::Timeout,
@@ -135,26 +144,32 @@ impl Runtime {
             );
             outcome = outcome.and(Err(e));
         }
+        self.trace_finish();
+        report.reaped = reaped;
+        report.killed = killed;
+        report.log(self.options.level, begun.elapsed());
         outcome
     }
 
     /// Reaps the children this runtime forked as they exit; those still
-    /// alive at `exit_by` are killed and reaped. Returns the killed pids.
-    fn reap_children(&self, exit_by: Option<Instant>) -> Vec<i32> {
+    /// alive at `exit_by` are killed and reaped. Returns how many it
+    /// reaped and the pids of those it killed.
+    fn reap_children(&self, exit_by: Option<Instant>) -> (usize, Vec<i32>) {
         let mut left = std::mem::take(&mut *lock(&self.children));
+        let reaped = left.len();
         let mut killed = Vec::new();
         loop {
             // A child's lifeline closes (dropped) only once it is reaped.
             left.retain(|c| matches!(sys::wait_child(c.pid, false), Ok(None)));
             if left.is_empty() {
-                return killed;
+                return (reaped, killed);
             }
             if exit_by.is_some_and(|d| Instant::now() >= d) {
                 for c in left {
                     let _ = sys::kill_and_reap(c.pid);
                     killed.push(c.pid);
                 }
-                return killed;
+                return (reaped, killed);
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -196,5 +211,59 @@ impl Runtime {
                 ended.join(", ")
             ),
         )
+    }
+}
+
+/// What a shutdown did, for its closing log line.
+#[derive(Default)]
+struct Report {
+    /// Children reaped (the killed ones included).
+    reaped: usize,
+    /// Children killed past the deadline plus grace.
+    killed: Vec<i32>,
+    /// Pool threads left running in a callable.
+    stuck: usize,
+    /// The deadline passed with work unfinished.
+    overdue: bool,
+}
+
+impl Report {
+    /// "shut down in 12.3 ms: 4 children reaped" (warn when it had to kill
+    /// or leave something behind, info otherwise).
+    fn log(&self, level: u32, took: Duration) {
+        let mut what = Vec::new();
+        if self.overdue {
+            what.push("the deadline passed with work unfinished".to_string());
+        }
+        match self.reaped {
+            0 => {}
+            1 => what.push("1 child reaped".to_string()),
+            n => what.push(format!("{n} children reaped")),
+        }
+        if !self.killed.is_empty() {
+            what.push(format!(
+                "children {:?} ignored SHUTDOWN and were killed",
+                self.killed
+            ));
+        }
+        if self.stuck > 0 {
+            what.push(format!(
+                "{} pool thread(s) left running in a callable",
+                self.stuck
+            ));
+        }
+        let bad = self.overdue || !self.killed.is_empty() || self.stuck > 0;
+        let at = if bad { LogLevel::Warn } else { LogLevel::Info };
+        let ms = took.as_secs_f64() * 1e3;
+        if what.is_empty() {
+            log_line!(at, Some(level), "shut down in {ms:.1} ms");
+        } else {
+            log_line!(
+                at,
+                Some(level),
+                "shut down in {ms:.1} ms: {}",
+                what.join("; ")
+            );
+        }
     }
 }

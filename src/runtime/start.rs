@@ -3,11 +3,12 @@
 
 use super::{lock, phase, Life, Registration, Runtime, Stage, POOL_THREAD};
 use crate::child::{self, Handler, ServeOptions};
+use crate::log::{log_line, Level as LogLevel};
 use crate::mailbox::state;
 use crate::reaper::{self, Watched};
 use crate::status::{fail, Error, Result, Status};
 use crate::sys;
-use crate::worker::{Mode, Worker};
+use crate::worker::{Mode, Worker, WorkerType};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,11 +20,32 @@ impl Runtime {
         if self.accepting()? == phase::RUNNING {
             return Ok(());
         }
+        let started = self.start_once();
+        match &started {
+            Ok(true) => log_line!(
+                LogLevel::Info,
+                Some(self.options.level),
+                "started with {}",
+                describe(self.shared.workers())
+            ),
+            Err(e) => log_line!(
+                LogLevel::Warn,
+                Some(self.options.level),
+                "start failed: {}",
+                e.message
+            ),
+            Ok(false) => {}
+        }
+        started.map(drop)
+    }
+
+    /// Starts the pool unless another call did: true if this one did.
+    fn start_once(&self) -> Result<bool> {
         let mut life = lock(&self.life);
         let regs = match &mut life.stage {
             Stage::Setup(regs) => std::mem::take(regs),
-            Stage::Running(_) => return Ok(()),
-            Stage::Closed => return self.accepting().map(|_| ()),
+            Stage::Running(_) => return Ok(false),
+            Stage::Closed => return self.accepting().map(|_| false),
         };
         if let Err(e) = self.await_children(&regs) {
             for r in &regs {
@@ -79,7 +101,7 @@ impl Runtime {
         let _ =
             self.phase
                 .compare_exchange(phase::SETUP, next, Ordering::AcqRel, Ordering::Acquire);
-        result
+        result.map(|()| true)
     }
 
     /// Waits for every spawned child to announce it is ready (then answers
@@ -200,4 +222,41 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// "4 SUB and 1 NEXT_LEVEL workers (2 spawned children, 2 threads, 1 level)".
+fn describe(workers: &[Worker]) -> String {
+    let of_type = |ty| workers.iter().filter(|w| w.ty == ty).count();
+    let (next, sub) = (of_type(WorkerType::NextLevel), of_type(WorkerType::Sub));
+    let mut modes = Vec::new();
+    let mut count = |n: usize, one: &str, many: &str| {
+        if n > 0 {
+            modes.push(format!("{n} {}", if n == 1 { one } else { many }));
+        }
+    };
+    let levels = workers.iter().filter(|w| w.level.is_some()).count();
+    let plain = |f: fn(&Mode) -> bool| {
+        workers
+            .iter()
+            .filter(|w| w.level.is_none() && f(&w.mode))
+            .count()
+    };
+    count(
+        plain(|m| matches!(m, Mode::Spawned(_))),
+        "spawned child",
+        "spawned children",
+    );
+    count(plain(|m| matches!(m, Mode::Thread)), "thread", "threads");
+    count(
+        plain(|m| matches!(m, Mode::External(_))),
+        "caller-owned process",
+        "caller-owned processes",
+    );
+    count(levels, "level", "levels");
+    let modes = if modes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", modes.join(", "))
+    };
+    format!("{sub} SUB and {next} NEXT_LEVEL workers{modes}")
 }
