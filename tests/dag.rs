@@ -32,7 +32,9 @@ fn harness(w: Workers) -> Harness {
 #[test]
 fn read_after_write_waits_for_the_writer() {
     let h = harness(procs(0, 3));
-    h.task(Sub, 1, &[(0x1000, OUT)], 3000);
+    // Long enough that a task that does not wait starts before it ends,
+    // even when the machine is loaded.
+    h.task(Sub, 1, &[(0x1000, OUT)], 200_000);
     h.task(Sub, 2, &[(0x1000, IN)], 0);
     h.task(Sub, 3, &[(0x1000, IN)], 0);
     h.task(Sub, 4, &[(0x2000, IN)], 0); // unrelated address: runs at once
@@ -50,7 +52,7 @@ fn read_after_write_waits_for_the_writer() {
 #[test]
 fn write_after_write_and_tags_that_do_not_wait() {
     let h = harness(procs(0, 3));
-    h.task(Sub, 1, &[(0x1000, OUT)], 3000);
+    h.task(Sub, 1, &[(0x1000, OUT)], 200_000);
     h.task(Sub, 2, &[(0x1000, OUTX)], 1000); // a new writer does not wait
     h.task(Sub, 3, &[(0x1000, IN)], 0); // reads the newest writer
     h.rt.drain().unwrap();
@@ -58,7 +60,7 @@ fn write_after_write_and_tags_that_do_not_wait() {
     t.after(2, 3);
     assert!(t.first_start[&2] < t.last_end[&1], "OUTPUT_EXISTING waited");
     h.clear_events();
-    h.task(Sub, 4, &[(0x3000, OUT)], 3000);
+    h.task(Sub, 4, &[(0x3000, OUT)], 200_000);
     h.task(Sub, 5, &[(0x3000, NODEP), (0, IN)], 0);
     h.rt.drain().unwrap();
     let t = Timeline::of(&h.events());

@@ -21,7 +21,9 @@ mod finish;
 mod histogram;
 mod launch;
 mod memory;
+mod observe;
 mod place;
+mod retire;
 mod ring;
 mod scope;
 mod slot;
@@ -208,59 +210,6 @@ impl Engine {
     /// Its level in the hierarchy.
     pub fn level(&self) -> u32 {
         self.level
-    }
-
-    /// Keeps a line to log once the engine lock is released (a line logged
-    /// under it could reach a callback that calls back into the runtime).
-    pub fn note(&mut self, level: Level, text: String) {
-        self.notes.push((level, text));
-    }
-
-    /// The lines kept to log; None, without allocating, when there are none.
-    pub fn take_notes(&mut self) -> Option<Vec<(Level, String)>> {
-        (!self.notes.is_empty()).then(|| std::mem::take(&mut self.notes))
-    }
-
-    /// Starts recording a timeline trace of at most `max_events` events
-    /// into `events` (from `trace::buffer`) at `now`; afresh: what an
-    /// earlier trace recorded is gone.
-    pub fn trace_start(&mut self, events: Vec<crate::trace::Event>, max_events: usize, now: u64) {
-        self.now = now;
-        self.trace.start(events, max_events);
-        self.traced_ready = [None; 2];
-        self.trace_ready();
-    }
-
-    /// Events the trace's cap leaves after those it holds now (the size of
-    /// the next buffer `trace_take` needs).
-    pub fn trace_left(&self) -> usize {
-        self.trace.left()
-    }
-
-    /// Takes the trace events recorded since the last take; recording goes
-    /// on into `fresh` (from `trace::buffer`).
-    pub fn trace_take(&mut self, fresh: Vec<crate::trace::Event>) -> crate::trace::Recorded {
-        self.trace.take(fresh)
-    }
-
-    /// Stops recording; returns the events not taken yet.
-    pub fn trace_stop(&mut self) -> crate::trace::Recorded {
-        self.trace.stop()
-    }
-
-    /// The id of the task in slot `slot`.
-    pub fn task_of_slot(&self, slot: u32) -> DistTaskId {
-        task_id(slot, self.slots[slot as usize].gen)
-    }
-
-    /// The id of the task an in-flight token runs.
-    pub fn task_of_token(&self, token: u64) -> DistTaskId {
-        self.task_of_slot(token_slot(token))
-    }
-
-    /// The workers' names in messages, by index (for a trace file).
-    pub fn worker_labels(&self) -> Vec<String> {
-        self.workers.iter().map(|w| w.label.clone()).collect()
     }
 
     /// Tasks submitted and not yet finished.
@@ -506,57 +455,6 @@ impl Engine {
             }
         }
         self.settle();
-        self.trace_ready();
-    }
-
-    /// Whether `worker` was taken out of its pool.
-    pub fn is_retired(&self, worker: usize) -> bool {
-        self.retired.get(worker).copied().unwrap_or(false)
-    }
-
-    /// Takes `worker` out of its pool for good at `now`; its in-flight
-    /// member (if `token` is non-zero) fails with `cause`. Queued tasks
-    /// that can no longer run fail with NO_WORKER.
-    pub fn retire(&mut self, worker: usize, token: u64, cause: Error, now: u64) {
-        self.now = now;
-        let ty = self.workers[worker].ty;
-        self.retired[worker] = true;
-        self.running[worker] = None;
-        self.pools[ty.index()].retire(worker as u32);
-        self.note(Level::Warn, cause.message.clone());
-        if self.trace.on() {
-            let reason = self.trace.reason(&cause.message);
-            self.trace.push(crate::trace::Event::Retired {
-                worker: worker as u32,
-                status: cause.status as i32,
-                at: now,
-                reason,
-            });
-        }
-        self.drop_placed_on(worker as u32, &cause);
-        if token != 0 {
-            let idx = token_slot(token);
-            self.member_finished(worker, idx, Some(cause));
-        }
-        let live = self.pools[ty.index()].size();
-        let mut i = 0;
-        while i < self.pools[ty.index()].ready.len() {
-            let idx = self.pools[ty.index()].ready[i];
-            let n = self.slots[idx as usize].members() as usize;
-            if n <= live {
-                i += 1;
-                continue;
-            }
-            self.pools[ty.index()].ready.remove(i);
-            let id = task_id(idx, self.slots[idx as usize].gen);
-            let e = Error::new(
-                Status::NoWorker,
-                format!("task {id:#x} needs {n} {ty} workers; {live} are left"),
-            );
-            self.finishing.push((idx, Some(e)));
-        }
-        self.settle();
-        self.pump(ty);
         self.trace_ready();
     }
 }
