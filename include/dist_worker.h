@@ -260,6 +260,11 @@ typedef int32_t (*DistTaskFn)(void *user,
 typedef int32_t (*DistInitFn)(void *user);
 
 /**
+ * A function a forked child calls first (`dist_worker_set_child_start`).
+ */
+typedef void (*DistChildStartFn)(void);
+
+/**
  * Runs one outer task on an inner level: submits work to `inner`
  * (dispatch, scopes, alloc, wait) and returns 0, or a non-zero error code.
  * After it returns, the library drains `inner`; the outer task fails if
@@ -987,6 +992,25 @@ DistStatus dist_worker_spawn_with_init(struct DistWorker *worker,
                                        DistTaskFn fn,
                                        void *user,
                                        int32_t *out_pid);
+
+/**
+ * A function every child the library forks (spawned workers and levels)
+ * calls first, in the child, before anything else runs there: before its
+ * lifeline is armed, its init function or a level's setup. For a language
+ * runtime embedded in the host that must put itself right after a fork and
+ * cannot do it from an init function written in that language (CPython's
+ * `PyOS_AfterFork_Child`, which must run before any Python code does).
+ * NULL clears it. Process-wide; children forked earlier are not affected.
+ *
+ * Threads: any, at any time (best before the first spawn), from a
+ * callable or a child too. It touches no DistWorker, so a shutdown under
+ * way does not matter.
+ *
+ * # Safety
+ * `fn`, when not NULL, must be safe to call in a child forked from any
+ * thread of this process.
+ */
+DistStatus dist_worker_set_child_start(DistChildStartFn fn);
 
 /**
  * THREAD mode: `inner` (created, not started, never registered elsewhere)

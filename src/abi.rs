@@ -251,6 +251,9 @@ pub struct DistWorkerOptions {
     pub start_timeout_ms: u32,
 }
 
+/// A function a forked child calls first (`dist_worker_set_child_start`).
+pub type DistChildStartFn = Option<unsafe extern "C" fn()>;
+
 /// Init function of a spawned child, run in the child before it serves:
 /// returns 0 when ready, a non-zero error code when the child cannot serve.
 pub type DistInitFn = Option<unsafe extern "C" fn(user: *mut c_void) -> i32>;

@@ -59,7 +59,7 @@ pub use engine::{
     WorkerStats,
 };
 pub use progress::WaitPolicy;
-pub use runtime::{Init, Level, Options, Orch, Outcome, Runtime};
+pub use runtime::{set_child_start, Init, Level, Options, Orch, Outcome, Runtime};
 pub use status::{Error, Result, Status};
 pub use worker::WorkerType;
 

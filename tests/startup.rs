@@ -78,3 +78,33 @@ fn ready_children_serve() {
     rt.drain().unwrap();
     rt.shutdown().unwrap();
 }
+
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn mark_started() {
+    STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The child-start function runs in every forked child before its init,
+/// and never in the host.
+#[test]
+fn the_child_start_function_runs_first_in_each_child() {
+    dist_worker::set_child_start(Some(mark_started));
+    let rt = Runtime::new(Options::default()).unwrap();
+    let init = || {
+        if STARTED.load(std::sync::atomic::Ordering::SeqCst) {
+            0
+        } else {
+            9
+        }
+    };
+    rt.spawn_with_init(WorkerType::Sub, Some(Box::new(init)), Box::new(|_, _, _| 0))
+        .unwrap();
+    rt.start().unwrap();
+    dist_worker::set_child_start(None);
+    assert!(
+        !STARTED.load(std::sync::atomic::Ordering::SeqCst),
+        "ran in the host"
+    );
+    rt.shutdown().unwrap();
+}

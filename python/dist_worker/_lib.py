@@ -133,6 +133,7 @@ _PROTOTYPES = {
     "dist_worker_shutdown": (_S, [_P]),
     "dist_worker_add_process": (_S, [_P, ctypes.c_int32, _P]),
     "dist_worker_set_process_pid": (_S, [_P, _P, ctypes.c_int32]),
+    "dist_worker_set_child_start": (_S, [ctypes.c_void_p]),
     "dist_worker_add_thread": (_S, [_P, ctypes.c_int32, TASK_FN, _P]),
     "dist_worker_spawn": (_S, [_P, ctypes.c_int32, TASK_FN, _P, ctypes.POINTER(ctypes.c_int32)]),
     "dist_worker_spawn_with_init": (
@@ -246,7 +247,9 @@ if not hasattr(lib, "dist_worker_version"):
         f"dist_worker: {_requested} is not libdist_worker (it has no dist_worker_version)"
     )
 path = _loaded_path(lib, _requested)
-_declare(lib)
+# The version first: a library of another version may lack functions.
+lib.dist_worker_version.restype = ctypes.c_char_p
+lib.dist_worker_version.argtypes = []
 version = lib.dist_worker_version().decode()
 if version != _expected_version:
     raise ImportError(
@@ -254,6 +257,7 @@ if version != _expected_version:
         f"from {path} is version {version}; install matching versions or point "
         f"DIST_WORKER_LIBRARY at a libdist_worker {_expected_version}"
     )
+_declare(lib)
 # The same library again (dlopen returns the same handle): calls through it
 # keep the GIL held. Used for the calls that fork.
 pylib = ctypes.PyDLL(path)
@@ -267,9 +271,12 @@ py_before_fork.argtypes = []
 py_after_fork_parent = ctypes.pythonapi.PyOS_AfterFork_Parent
 py_after_fork_parent.restype = None
 py_after_fork_parent.argtypes = []
-py_after_fork_child = ctypes.pythonapi.PyOS_AfterFork_Child
-py_after_fork_child.restype = None
-py_after_fork_child.argtypes = []
+# The child's part: the library calls it first in every child it forks,
+# before any Python code runs there (Python code run before it could wait
+# for the GIL on behalf of a thread that was not copied).
+_after_fork_child = ctypes.cast(ctypes.pythonapi.PyOS_AfterFork_Child, ctypes.c_void_p)
+if lib.dist_worker_set_child_start(_after_fork_child) != 0:
+    raise ImportError(f"{path}: dist_worker_set_child_start failed")
 
 memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
 memory_view.restype = ctypes.py_object

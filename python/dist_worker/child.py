@@ -95,14 +95,13 @@ def task_fn(fn, flush=False):
 
 
 def init_fn(init):
-    """The init callback of a spawned child: first what os.fork() does in a
-    child (``PyOS_AfterFork_Child``), then SIGINT back to its default (Ctrl-C
+    """The init callback of a spawned child (the library has already run
+    ``PyOS_AfterFork_Child`` there, first): SIGINT back to its default (Ctrl-C
     ends a child at once; its host gets KeyboardInterrupt), then the user's
     ``init()`` (None/0 = ready, an int or an exception = failed)."""
 
     def call(_user):
         try:
-            _lib.py_after_fork_child()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             if init is None:
                 return 0

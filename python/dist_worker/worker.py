@@ -522,7 +522,6 @@ class Worker:
 
         def on_setup(_user, inner):
             try:
-                _lib.py_after_fork_child()
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 r = setup(view(inner)) if setup is not None else None
                 return _code(r, "the level setup")

@@ -3,9 +3,10 @@
 use super::convert;
 use super::handle::DistWorker;
 use super::{lookup, null, put};
-use crate::abi::{DistInitFn, DistStatus, DistTaskFn, DistWorkerType};
+use crate::abi::{DistChildStartFn, DistInitFn, DistStatus, DistTaskFn, DistWorkerType};
 use crate::worker::WorkerType;
 use std::os::raw::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Registers a PROCESS worker served by a caller-started child through
 /// `mailbox` (4096 bytes, MAP_SHARED, 8-byte aligned, IDLE). Before start only.
@@ -171,4 +172,46 @@ unsafe fn spawn(
     // SAFETY: `out_pid` is NULL (skipped) or writable, per the caller's contract.
     unsafe { put(out_pid, pid) };
     Ok(())
+}
+
+/// A function every child the library forks (spawned workers and levels)
+/// calls first, in the child, before anything else runs there: before its
+/// lifeline is armed, its init function or a level's setup. For a language
+/// runtime embedded in the host that must put itself right after a fork and
+/// cannot do it from an init function written in that language (CPython's
+/// `PyOS_AfterFork_Child`, which must run before any Python code does).
+/// NULL clears it. Process-wide; children forked earlier are not affected.
+///
+/// Threads: any, at any time (best before the first spawn), from a
+/// callable or a child too. It touches no DistWorker, so a shutdown under
+/// way does not matter.
+///
+/// # Safety
+/// `fn`, when not NULL, must be safe to call in a child forked from any
+/// thread of this process.
+#[no_mangle]
+pub unsafe extern "C" fn dist_worker_set_child_start(r#fn: DistChildStartFn) -> DistStatus {
+    boundary!(|| {
+        CHILD_START_C.store(r#fn.map_or(0, |f| f as usize), Ordering::Release);
+        crate::runtime::set_child_start(r#fn.map(|_| call_child_start as fn()));
+        Ok(())
+    })
+}
+
+/// The C function `dist_worker_set_child_start` named, as an address.
+static CHILD_START_C: AtomicUsize = AtomicUsize::new(0);
+
+/// Calls the C function `dist_worker_set_child_start` named.
+fn call_child_start() {
+    let addr = CHILD_START_C.load(Ordering::Acquire);
+    if addr != 0 {
+        // SAFETY: only `dist_worker_set_child_start` stores a non-zero value:
+        // the address of the caller's `void (*)(void)`, which it vouched is
+        // safe to call in a forked child.
+        unsafe {
+            let f: unsafe extern "C" fn() =
+                std::mem::transmute::<usize, unsafe extern "C" fn()>(addr);
+            f()
+        }
+    }
 }

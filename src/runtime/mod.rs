@@ -22,7 +22,7 @@ mod wait;
 
 pub(crate) use level::outcome;
 pub use level::{Level, Orch, Outcome};
-pub use setup::Init;
+pub use setup::{set_child_start, Init};
 
 use crate::abi::{DistTaskId, DistTensor};
 use crate::child::ServeOptions;

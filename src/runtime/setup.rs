@@ -23,6 +23,31 @@ const AFTER_START: &str =
 /// with the runtime's id: a mailbox serves one worker of one runtime.
 static REGISTERED: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
 
+/// A function every child this library forks runs first (see
+/// `set_child_start`), as a `fn()` address; 0 for none.
+static CHILD_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets (or, with None, clears) a function that every child the library
+/// forks (spawned workers and levels) runs first, before its lifeline,
+/// its init or a level's setup: for a language runtime embedded in the
+/// host that must put itself right after a fork (CPython's
+/// `PyOS_AfterFork_Child`). Process-wide.
+pub fn set_child_start(hook: Option<fn()>) {
+    let addr = hook.map_or(0, |f| f as usize);
+    CHILD_START.store(addr, std::sync::atomic::Ordering::Release);
+}
+
+/// In a child just forked: runs the function `set_child_start` named.
+fn run_child_start() {
+    let addr = CHILD_START.load(std::sync::atomic::Ordering::Acquire);
+    if addr != 0 {
+        // SAFETY: only `set_child_start` stores a non-zero value, the
+        // address of a `fn()`.
+        let hook: fn() = unsafe { std::mem::transmute::<usize, fn()>(addr) };
+        hook();
+    }
+}
+
 /// Forgets the mailboxes runtime `id` registered (it is gone).
 pub(super) fn forget_mailboxes(id: u64) {
     lock(&REGISTERED).retain(|&(_, owner)| owner != id);
@@ -220,6 +245,7 @@ impl Runtime {
         // The child dies with this process, whichever thread forks it.
         let (lifeline, read_end) = lifeline::Lifeline::new()?;
         let pid = sys::fork_child(move || {
+            run_child_start();
             if !lifeline::hold(read_end) || sys::getppid() != parent {
                 return 1; // the parent died before the lifeline was armed
             }
