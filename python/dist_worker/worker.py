@@ -16,7 +16,8 @@ import weakref
 
 from . import _lib
 from .child import (
-    EXCEPTION_ERROR, _code, _mailbox, exception_text, init_fn, set_error_message, task_fn,
+    EXCEPTION_ERROR, _code, _flush, _mailbox, exception_text, init_fn, set_error_message,
+    task_fn,
 )
 from .errors import BadState, Error, InvalidArgument, ShutDown, Status, WaitTimeout
 from .tensor import (
@@ -438,11 +439,17 @@ class Worker:
         tfn = task_fn(fn, flush=True)
         ifn = init_fn(init)
         self._keep += [tfn, ifn]
+        return self._fork(_lib.pylib.dist_worker_spawn_with_init, ptr, ty, ifn, tfn)
+
+    def _fork(self, spawn, *args):
+        """Calls one of the library's spawn functions (through the PyDLL
+        handle: the GIL stays held while it forks) between the
+        interpreter's fork preparations, with user NULL and an out pid;
+        returns the child's pid."""
         pid = ctypes.c_int32()
         _lib.py_before_fork()
         try:
-            status = _lib.pylib.dist_worker_spawn_with_init(ptr, ty, ifn, tfn, None,
-                                                            ctypes.byref(pid))
+            status = spawn(*args, None, ctypes.byref(pid))
         finally:
             _lib.py_after_fork_parent()
         _check(status)
@@ -538,16 +545,7 @@ class Worker:
         sfn = _lib.SETUP_FN(on_setup)
         ofn = _orch_fn(orch, view, flush=True)
         self._keep += [sfn, ofn]
-        pid = ctypes.c_int32()
-        _lib.py_before_fork()
-        try:
-            status = _lib.pylib.dist_worker_spawn_level(ptr, ctypes.byref(opts), sfn, ofn, None,
-                                                        ctypes.byref(pid))
-        finally:
-            _lib.py_after_fork_parent()
-        _check(status)
-        self.pids.append(pid.value)
-        return pid.value
+        return self._fork(_lib.pylib.dist_worker_spawn_level, ptr, ctypes.byref(opts), sfn, ofn)
 
     def add_level(self, inner, orch):
         """THREAD mode: ``inner`` (a Worker created, not started, never
@@ -783,15 +781,6 @@ class Worker:
     def __repr__(self):
         state = "shut down" if self._ptr is None else f"{self._ptr:#x}"
         return f"Worker(level={self.level}, {state})"
-
-
-def _flush():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
 
 
 def _orch_fn(orch, view, flush=False, calls=None):
