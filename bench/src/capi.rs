@@ -145,14 +145,7 @@ impl Host {
     pub fn throughput(&self, tasks: usize) -> f64 {
         let task = self.task();
         let t = Instant::now();
-        for _ in 0..tasks {
-            // SAFETY: live worker; `task` is readable with no args; the id
-            // out-pointer may be NULL.
-            check(
-                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
-                "dispatch",
-            );
-        }
+        dispatch_n(self.w, &task, tasks);
         self.drain();
         tasks as f64 / t.elapsed().as_secs_f64()
     }
@@ -319,6 +312,19 @@ pub fn two_levels(tunables: &Tunables) -> Host {
     })
 }
 
+/// Dispatches `task` `n` times on the live worker `w` (ids not kept).
+fn dispatch_n(w: *mut DistWorker, task: &DistTask, n: usize) {
+    for _ in 0..n {
+        // SAFETY: `w` is a live worker (the C API may be called on it from
+        // any thread); `task` and the args it points to are readable for
+        // the call; the id out-pointer may be NULL.
+        check(
+            unsafe { dist_worker_dispatch(w, task, ptr::null_mut()) },
+            "dispatch",
+        );
+    }
+}
+
 /// A no-op task for a worker of type `ty`: callable 1, default config, no args.
 fn no_op_task(ty: DistWorkerType) -> DistTask {
     DistTask {
@@ -379,14 +385,7 @@ impl Host {
         let mut task = self.task();
         task.args = &args;
         let t = Instant::now();
-        for _ in 0..tasks {
-            // SAFETY: live worker; `task` and the args it points to are
-            // readable for the call; the id may be NULL.
-            check(
-                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
-                "dispatch",
-            );
-        }
+        dispatch_n(self.w, &task, tasks);
         self.drain();
         tasks as f64 / t.elapsed().as_secs_f64()
     }
@@ -396,13 +395,7 @@ impl Host {
     pub fn bytes_per_undrained_task(&self, tasks: usize) -> f64 {
         let task = self.task();
         let before = resident_bytes();
-        for _ in 0..tasks {
-            // SAFETY: live worker; `task` is readable; the id may be NULL.
-            check(
-                unsafe { dist_worker_dispatch(self.w, &task, ptr::null_mut()) },
-                "dispatch",
-            );
-        }
+        dispatch_n(self.w, &task, tasks);
         let grown = resident_bytes().saturating_sub(before);
         self.drain();
         grown as f64 / tasks as f64
@@ -420,14 +413,7 @@ impl Host {
                 let w = &w;
                 s.spawn(move || {
                     let task = no_op_task(ty);
-                    for _ in 0..per {
-                        // SAFETY: live worker, shared by the threads as the
-                        // C API allows; `task` is readable; the id may be NULL.
-                        check(
-                            unsafe { dist_worker_dispatch(w.0, &task, ptr::null_mut()) },
-                            "dispatch",
-                        );
-                    }
+                    dispatch_n(w.0, &task, per);
                 });
             }
         });
