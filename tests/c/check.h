@@ -55,4 +55,23 @@
 /* Heading for a group of checks. */
 #define SECTION(name) printf("== %s\n", (name))
 
+/* A program of named sections: `prog NAME` runs one, `prog` runs them all. */
+struct section {
+    const char *name;
+    void (*run)(void);
+};
+
+static inline int run_sections(const char *prog, const struct section *sections, size_t n,
+                               int argc, char **argv) {
+    int ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1 && strcmp(argv[1], sections[i].name) != 0) continue;
+        sections[i].run();
+        ran++;
+    }
+    CHECK(ran > 0, "no section named %s", argc > 1 ? argv[1] : "");
+    printf("%s: %d section(s) passed\n", prog, ran);
+    return 0;
+}
+
 #endif /* DIST_WORKER_TEST_CHECK_H */

@@ -610,19 +610,11 @@ static void section_concurrent(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    struct { const char *name; void (*run)(void); } sections[] = {
+    static const struct section sections[] = {
         {"registration", section_registration}, {"failed_start", section_failed_start},
         {"nested", section_nested},             {"concurrent", section_concurrent},
         {"deadline", section_deadline},         {"no_pidfd", section_no_pidfd},
         {"fork_copy", section_fork_copy},       {"lifeline", section_lifeline},
     };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], sections[i].name) != 0) continue;
-        sections[i].run();
-        ran++;
-    }
-    CHECK(ran > 0, "no section named %s", argc > 1 ? argv[1] : "");
-    printf("faults: %d section(s) passed\n", ran);
-    return 0;
+    return run_sections("faults", sections, sizeof sections / sizeof sections[0], argc, argv);
 }

@@ -295,17 +295,9 @@ static void section_trace(void) {
 }
 
 int main(int argc, char **argv) {
-    struct { const char *name; void (*run)(void); } sections[] = {
+    static const struct section sections[] = {
         {"stats", section_stats}, {"versioning", section_versioning},
         {"log", section_log},     {"trace", section_trace},
     };
-    int ran = 0;
-    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], sections[i].name) != 0) continue;
-        sections[i].run();
-        ran++;
-    }
-    CHECK(ran > 0, "no section named %s", argc > 1 ? argv[1] : "");
-    printf("observe: %d section(s) passed\n", ran);
-    return 0;
+    return run_sections("observe", sections, sizeof sections / sizeof sections[0], argc, argv);
 }
