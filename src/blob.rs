@@ -127,35 +127,53 @@ pub fn validate(args: &Args<'_>) -> Result<()> {
     Ok(())
 }
 
+/// A growable byte buffer a blob is encoded into.
+pub trait Out {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl<const N: usize> Out for smallvec::SmallVec<[u8; N]> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Appends the blob header (tensor and scalar counts) to `out`.
-pub fn encode_header(tensors: usize, scalars: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(tensors as i32).to_le_bytes());
-    out.extend_from_slice(&(scalars as i32).to_le_bytes());
+pub fn encode_header(tensors: usize, scalars: usize, out: &mut impl Out) {
+    out.put(&(tensors as i32).to_le_bytes());
+    out.put(&(scalars as i32).to_le_bytes());
 }
 
 /// Appends one tensor descriptor to `out`. Padding and dims past `ndims`
 /// are written as zero.
-pub fn encode_tensor(t: &DistTensor, out: &mut Vec<u8>) {
-    out.extend_from_slice(&t.data.to_le_bytes());
+pub fn encode_tensor(t: &DistTensor, out: &mut impl Out) {
+    out.put(&t.data.to_le_bytes());
     for (d, &n) in t.shapes.iter().enumerate() {
         let n = if (d as u32) < t.ndims { n } else { 0 };
-        out.extend_from_slice(&n.to_le_bytes());
+        out.put(&n.to_le_bytes());
     }
-    out.extend_from_slice(&t.ndims.to_le_bytes());
-    out.push(t.dtype);
-    out.extend_from_slice(&[0u8; 7]);
+    out.put(&t.ndims.to_le_bytes());
+    out.put(&[t.dtype]);
+    out.put(&[0u8; 7]);
 }
 
 /// Appends scalars to `out`.
-pub fn encode_scalars(scalars: &[u64], out: &mut Vec<u8>) {
+pub fn encode_scalars(scalars: &[u64], out: &mut impl Out) {
     for s in scalars {
-        out.extend_from_slice(&s.to_le_bytes());
+        out.put(&s.to_le_bytes());
     }
 }
 
 /// Appends the wire encoding of `tensors` and `scalars` to `out`. Sizes
 /// must have been validated.
-pub fn encode(tensors: &[DistTensor], scalars: &[u64], out: &mut Vec<u8>) {
+pub fn encode(tensors: &[DistTensor], scalars: &[u64], out: &mut impl Out) {
     encode_header(tensors.len(), scalars.len(), out);
     for t in tensors {
         encode_tensor(t, out);

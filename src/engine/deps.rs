@@ -147,7 +147,7 @@ impl Engine {
         if ps.phase == Phase::Done {
             if ps.failure.is_some() {
                 let up = task_id(p, ps.gen);
-                self.slots[c as usize].upstream_failed.get_or_insert(up);
+                self.slots[c as usize].set_upstream_failed(up);
             }
             return;
         }

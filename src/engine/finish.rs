@@ -16,11 +16,11 @@ impl Engine {
         self.count_run(worker, idx, status, last);
         let slot = &mut self.slots[idx as usize];
         if slot.failure.is_none() {
-            slot.failure = failure;
+            slot.failure = failure.map(Box::new);
         }
         slot.remaining -= 1;
         if slot.remaining == 0 {
-            let f = slot.failure.take();
+            let f = slot.failure.take().map(|b| *b);
             self.finishing.push((idx, f));
             self.settle();
         }
@@ -45,7 +45,7 @@ impl Engine {
                     self.first_failure = Some(f.clone());
                 }
             }
-            slot.failure = failure;
+            slot.failure = failure.map(Box::new);
             self.unfinished -= 1;
             self.done.push(idx);
             let mut fanout = std::mem::take(&mut self.slots[idx as usize].fanout);
@@ -55,14 +55,14 @@ impl Engine {
                     continue;
                 }
                 if failed {
-                    cs.upstream_failed.get_or_insert(id);
+                    cs.set_upstream_failed(id);
                 }
                 cs.fanin -= 1;
                 if cs.fanin > 0 {
                     continue;
                 }
                 let cid = task_id(c, cs.gen);
-                match cs.upstream_failed {
+                match cs.upstream_failed() {
                     Some(up) => self.finishing.push((c, Some(upstream_error(cid, up)))),
                     None => {
                         ready_types[cs.ty.index()] = true;
@@ -94,11 +94,11 @@ impl Engine {
             for &addr in &s.writes {
                 self.map.remove_if(addr, i);
             }
-            for &h in &s.allocs {
+            for &h in s.allocs() {
                 self.ring.free(h);
             }
             s.writes.clear();
-            s.allocs.clear();
+            s.clear_allocs();
             self.releasing.append(&mut s.holds);
             if s.retired {
                 self.free_slot(i);
@@ -139,7 +139,7 @@ impl Engine {
         let slot = self.known(id)?;
         Ok(match (&slot.phase, &slot.failure) {
             (Phase::Done, None) => Some(Ok(())),
-            (Phase::Done, Some(e)) => Some(Err(e.clone())),
+            (Phase::Done, Some(e)) => Some(Err((**e).clone())),
             _ => None,
         })
     }

@@ -62,7 +62,7 @@ impl Engine {
     /// for it (progress copies it there).
     pub fn payload(&self, slot: u32, member: u32) -> (u64, &DistCallConfig, &[u8], Option<u64>) {
         let s = &self.slots[slot as usize];
-        let large = s.large.iter().find(|l| l.0 == member).map(|l| l.1);
+        let large = s.large().iter().find(|l| l.0 == member).map(|l| l.1);
         (s.callable, &s.config, s.blob(member), large)
     }
 
@@ -80,7 +80,7 @@ impl Engine {
         }
         self.slots[slot as usize].phase = Phase::Ready;
         self.counts[ty.index()].running -= 1;
-        if self.slots[slot as usize].place.is_empty() {
+        if self.slots[slot as usize].place().is_empty() {
             self.pools[ty.index()].ready.push_front(slot);
         } else {
             self.pools[ty.index()].placed.push_front(slot);

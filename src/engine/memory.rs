@@ -29,7 +29,7 @@ impl Engine {
         s.is_alloc = true;
         s.phase = Phase::Done;
         s.refs = 1;
-        s.allocs.push(h);
+        s.cold_mut().allocs.push(h);
         s.writes.push(t.data);
         self.scopes.add(idx);
         self.done.push(idx);

@@ -253,7 +253,7 @@ impl Engine {
         match self.encode_members(idx, spec) {
             Ok(true) => {}
             other => {
-                let allocs = std::mem::take(&mut self.slots[idx as usize].allocs);
+                let allocs = self.slots[idx as usize].take_allocs();
                 for h in allocs {
                     self.ring.free(h);
                 }
@@ -262,11 +262,13 @@ impl Engine {
             }
         }
         let slot = &mut self.slots[idx as usize];
-        slot.place.extend_from_slice(place);
+        if !place.is_empty() {
+            slot.cold_mut().place.extend_from_slice(place);
+        }
         slot.ty = spec.ty;
         slot.callable = spec.callable;
         slot.config = spec.config;
-        slot.remaining = n;
+        slot.remaining = n as u16;
         slot.submitted_at = self.now;
         let id = task_id(idx, slot.gen);
         self.link(idx, spec.members);
@@ -279,7 +281,7 @@ impl Engine {
         counts.unfinished += 1;
         if slot.fanin > 0 {
             slot.phase = Phase::Pending;
-        } else if let Some(up) = slot.upstream_failed {
+        } else if let Some(up) = slot.upstream_failed() {
             self.finishing.push((idx, Some(upstream_error(id, up))));
             self.settle();
         } else {
@@ -298,11 +300,12 @@ impl Engine {
         spec: &TaskSpec<'_, M>,
     ) -> Result<bool> {
         let slot = &mut self.slots[idx as usize];
+        let group = spec.members.count() > 1;
         for i in 0..spec.members.count() {
             let args = spec.members.member(i)?;
             blob::validate(&args)
                 .map_err(|e| Error::new(e.status, format!("group member {i}: {}", e.message)))?;
-            blob::encode_header(args.tensors.len(), args.scalars.len(), &mut slot.blobs);
+            blob::encode_header(args.tensors.len(), args.scalars.len(), slot.blob_out());
             for (j, t) in args.tensors.iter().enumerate() {
                 let mut t = *t;
                 if t.data == 0 && tag_of(&args, j) == abi::DIST_ARG_OUTPUT {
@@ -313,23 +316,23 @@ impl Engine {
                     let Some((h, off)) = got else {
                         return Ok(false);
                     };
-                    slot.allocs.push(h);
+                    slot.cold_mut().allocs.push(h);
                     t.data = self.heap_base + off;
                 }
-                blob::encode_tensor(&t, &mut slot.blobs);
+                blob::encode_tensor(&t, slot.blob_out());
             }
-            blob::encode_scalars(args.scalars, &mut slot.blobs);
-            let start = slot.ends.last().copied().unwrap_or(0) as usize;
-            let len = slot.blobs.len() - start;
+            blob::encode_scalars(args.scalars, slot.blob_out());
+            let len = slot.last_blob_len();
             if len > ARGS_CAPACITY {
                 // Too long for a mailbox: it travels through the heap ring.
                 let Some((h, off)) = self.ring.alloc_tensor(len as u64)? else {
                     return Ok(false);
                 };
-                slot.allocs.push(h);
-                slot.large.push((i, self.heap_base + off));
+                let cold = slot.cold_mut();
+                cold.allocs.push(h);
+                cold.large.push((i, self.heap_base + off));
             }
-            slot.ends.push(slot.blobs.len() as u32);
+            slot.end_member(group);
         }
         Ok(true)
     }
@@ -344,10 +347,7 @@ impl Engine {
                 format!("{MAX_SLOTS} tasks are known at once; drain to release finished ones"),
             );
         }
-        self.slots.push(Slot {
-            gen: 1,
-            ..Slot::default()
-        });
+        self.slots.push(Slot::new());
         Ok(self.slots.len() as u32 - 1)
     }
 
@@ -356,20 +356,7 @@ impl Engine {
         let s = &mut self.slots[idx as usize];
         s.phase = Phase::Free;
         s.gen = s.gen.wrapping_add(1).max(1);
-        s.is_alloc = false;
-        s.failure = None;
-        s.upstream_failed = None;
-        s.retired = false;
-        s.fanin = 0;
-        s.refs = 0;
-        s.blobs.clear();
-        s.ends.clear();
-        s.fanout.clear();
-        s.holds.clear();
-        s.writes.clear();
-        s.allocs.clear();
-        s.place.clear();
-        s.large.clear();
+        s.clear();
         self.free.push(idx);
     }
 

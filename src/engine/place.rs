@@ -78,7 +78,7 @@ impl Engine {
         let slot = &mut self.slots[idx as usize];
         slot.phase = Phase::Ready;
         let pool = &mut self.pools[slot.ty.index()];
-        if slot.place.is_empty() {
+        if slot.place().is_empty() {
             pool.ready.push_back(idx);
         } else {
             pool.placed.push_back(idx);
@@ -93,14 +93,14 @@ impl Engine {
             let idx = self.pools[ty.index()].placed[i];
             let pool = &self.pools[ty.index()];
             let slot = &self.slots[idx as usize];
-            if !slot.place.iter().all(|w| pool.idle.contains(w)) {
+            if !slot.place().iter().all(|w| pool.idle.contains(w)) {
                 i += 1;
                 continue;
             }
             self.pools[ty.index()].placed.remove(i);
             self.set_running(idx);
             for member in 0..self.slots[idx as usize].members() {
-                let w = self.slots[idx as usize].place[member as usize];
+                let w = self.slots[idx as usize].place()[member as usize];
                 let idle = &mut self.pools[ty.index()].idle;
                 let at = idle.iter().position(|&x| x == w).expect("checked idle");
                 idle.remove(at);
@@ -116,7 +116,7 @@ impl Engine {
         let mut i = 0;
         while i < self.pools[ty.index()].placed.len() {
             let idx = self.pools[ty.index()].placed[i];
-            if !self.slots[idx as usize].place.contains(&worker) {
+            if !self.slots[idx as usize].place().contains(&worker) {
                 i += 1;
                 continue;
             }
