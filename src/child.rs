@@ -85,6 +85,27 @@ pub fn serve(
     handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
     opts: &ServeOptions,
 ) -> Result<()> {
+    serve_then(mailbox, handler, opts, &mut || {
+        // Ring only if the completion is still unclaimed: a parent
+        // spinning on this mailbox has taken it already.
+        if let Some(bell) = opts
+            .doorbell
+            .filter(|_| mailbox.state() == state::TASK_DONE)
+        {
+            bell.ring();
+        }
+    })
+}
+
+/// As `serve`, but `done` runs after each TASK_DONE is stored, instead of
+/// the doorbell's ring (a pool thread hands its completion to the engine
+/// itself).
+pub(crate) fn serve_then(
+    mailbox: Mailbox,
+    handler: &mut dyn FnMut(u64, &TaskView<'_>, &DistCallConfig) -> i32,
+    opts: &ServeOptions,
+    done: &mut dyn FnMut(),
+) -> Result<()> {
     mailbox.announce_features(crate::mailbox::FEATURE_ECHO | crate::mailbox::FEATURE_LARGE_ARGS);
     loop {
         let parent_alive = || opts.parent.is_none_or(|p| sys::getppid() == p);
@@ -107,14 +128,7 @@ pub fn serve(
                         ),
                     };
                 }
-                // Ring only if the completion is still unclaimed: a parent
-                // spinning on this mailbox has taken it already.
-                if let Some(bell) = opts
-                    .doorbell
-                    .filter(|_| mailbox.state() == state::TASK_DONE)
-                {
-                    bell.ring();
-                }
+                done();
             }
             state::SHUTDOWN => return Ok(()),
             other => {

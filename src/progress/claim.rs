@@ -95,51 +95,36 @@ impl Progress {
                 now = clock::ticks();
                 e
             });
-            match claim {
-                Claim::Done(error, message) => {
-                    if log::enabled(Level::Debug) {
-                        let id = e.task_of_token(tok);
-                        e.note(
-                            Level::Debug,
-                            format!("task {id:#x} ended on {w} with error {error}"),
-                        );
-                    }
-                    e.complete(w.index, tok, error, message, now)
-                }
-                Claim::Broken(s) => {
-                    let err = Error::new(
-                        Status::Protocol,
-                        format!(
-                            "{w} left its mailbox in state {s} while running a task; \
-                             the worker leaves the pool"
-                        ),
-                    );
-                    e.retire(w.index, tok, err, now);
-                }
-                Claim::Stale => {
-                    let err = Error::new(
-                        Status::Protocol,
-                        format!(
-                            "{w} stored TASK_DONE for launch {} while launch {} ran \
-                             (a stale or doubled completion); the worker leaves the pool",
-                            w.mailbox.done_seq(),
-                            token_launch(tok)
-                        ),
-                    );
-                    e.retire(w.index, tok, err, now);
-                }
-            }
+            hand_over(e, w, tok, claim, now);
             handled += 1;
         }
         if let Some(e) = engine {
-            self.epoch.fetch_add(1, Ordering::Release);
-            self.notify();
-            drop(e);
-            // A host thread asleep in wait/drain was not rung for these (the
-            // worker saw them claimed): wake it to look.
-            self.bell.wake_callers_if_asleep();
+            self.after_claims(e);
         }
         handled
+    }
+
+    /// A pool thread's own completion, claimed by the thread that ran it
+    /// (unless another poller took it first): the engine hears of it, and
+    /// what became ready is launched, before the thread looks for work.
+    pub fn claim_own(&self, worker: usize) {
+        let w = &self.workers()[worker];
+        if let Some((tok, claim)) = claim(w) {
+            let mut e = self.lock();
+            hand_over(&mut e, w, tok, claim, clock::ticks());
+            self.after_claims(e);
+        }
+    }
+
+    /// After claims under `e`: waiters learn of them, then the lock goes
+    /// (launching what became ready).
+    fn after_claims(&self, e: Locked<'_>) {
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.notify();
+        drop(e);
+        // A host thread asleep in wait/drain was not rung for these (the
+        // worker saw them claimed): wake it to look.
+        self.bell.wake_callers_if_asleep();
     }
 
     /// Takes the worker of a child that died out of its pool; its task (if
@@ -184,9 +169,57 @@ impl Progress {
             .any(|w| w.in_flight.load(Ordering::Acquire) != 0)
     }
 
+    /// A task in flight on a worker that is not a pool thread (those claim
+    /// their own completions): only then is the dispatcher's spin worth it.
+    pub(super) fn busy_elsewhere(&self) -> bool {
+        self.workers().iter().any(|w| {
+            !matches!(w.mode, crate::worker::Mode::Thread)
+                && w.in_flight.load(Ordering::Acquire) != 0
+        })
+    }
+
     pub(super) fn deaf_busy(&self) -> bool {
         self.workers()
             .iter()
             .any(|w| !w.rings() && w.in_flight.load(Ordering::Acquire) != 0)
+    }
+}
+
+/// Hands one claimed completion of `w` to the engine: the member ends, or
+/// a worker that broke the protocol leaves its pool.
+fn hand_over(e: &mut Locked<'_>, w: &Worker, tok: u64, claim: Claim, now: u64) {
+    match claim {
+        Claim::Done(error, message) => {
+            if log::enabled(Level::Debug) {
+                let id = e.task_of_token(tok);
+                e.note(
+                    Level::Debug,
+                    format!("task {id:#x} ended on {w} with error {error}"),
+                );
+            }
+            e.complete(w.index, tok, error, message, now)
+        }
+        Claim::Broken(s) => {
+            let err = Error::new(
+                Status::Protocol,
+                format!(
+                    "{w} left its mailbox in state {s} while running a task; \
+                     the worker leaves the pool"
+                ),
+            );
+            e.retire(w.index, tok, err, now);
+        }
+        Claim::Stale => {
+            let err = Error::new(
+                Status::Protocol,
+                format!(
+                    "{w} stored TASK_DONE for launch {} while launch {} ran \
+                     (a stale or doubled completion); the worker leaves the pool",
+                    w.mailbox.done_seq(),
+                    token_launch(tok)
+                ),
+            );
+            e.retire(w.index, tok, err, now);
+        }
     }
 }

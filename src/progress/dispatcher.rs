@@ -23,8 +23,9 @@ impl Progress {
             if !busy && self.stop.load(Ordering::Acquire) {
                 return;
             }
-            // Spin while work is in flight, reading the clock only now and then.
-            if busy && !polling_caller {
+            // Spin while work is in flight that a pool thread will not hand
+            // over itself, reading the clock only now and then.
+            if busy && !polling_caller && self.busy_elsewhere() {
                 spins = spins.wrapping_add(1);
                 if !spins.is_multiple_of(64) {
                     std::hint::spin_loop();

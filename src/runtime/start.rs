@@ -179,11 +179,17 @@ impl Runtime {
             };
             let n = life.next_thread;
             life.next_thread += 1;
+            let shared = self.shared.clone();
             threads.push(spawn(
                 format!("dist-worker-{n}"),
                 Box::new(move || {
                     POOL_THREAD.with(|c| c.set(Some((key, index))));
-                    let _ = child::serve(mailbox, &mut *handler, &opts);
+                    // The thread that ran a task hands its completion to the
+                    // engine (and launches what became ready) itself: no
+                    // other thread wakes or spins for it.
+                    let _ = child::serve_then(mailbox, &mut *handler, &opts, &mut || {
+                        shared.claim_own(index);
+                    });
                 }),
             )?);
         }
