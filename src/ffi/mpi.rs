@@ -13,7 +13,10 @@ use std::os::raw::{c_char, c_int, c_void};
 /// MPI_THREAD_MULTIPLE (MPI_THREAD_SERIALIZED at least is required: the
 /// library makes its MPI calls from one thread of its own), errors returned
 /// rather than fatal, and a duplicate of MPI_COMM_WORLD for the library's
-/// messages, so the program's own never meet them. A program that called
+/// messages, so the program's own never meet them. Unless the environment
+/// sets it, OMPI_MCA_async_mpi_finalize is set to 1 first: MPI_Finalize
+/// then waits for no other rank (with a rank killed, OpenMPI 4.1 could
+/// otherwise wait for it in MPI_Finalize for ever). A program that called
 /// MPI_Init_thread itself (with MPI_THREAD_SERIALIZED or more) may call this
 /// too: it then only sets the library up. Collective: every rank calls it,
 /// once, before any other function below. `*out_rank` and `*out_size` (each
@@ -26,7 +29,8 @@ use std::os::raw::{c_char, c_int, c_void};
 /// role) is fine with OpenMPI's shared-memory and TCP transports, as long
 /// as the children never call MPI.
 ///
-/// Threads: the process's main thread, before any other thread calls MPI.
+/// Threads: the process's main thread, before any other thread calls MPI
+/// (or reads the environment).
 ///
 /// # Safety
 /// `argc`/`argv` NULL or `main`'s own; `out_rank`, `out_size` NULL or writable.

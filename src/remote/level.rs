@@ -315,11 +315,11 @@ impl RemoteLevel {
             done: done.clone(),
         });
         let (mut seen, mut why) = (false, None);
-        let outcome = done.wait(&mut || {
+        let finished = link.drive(&mut || done.is_ready(), &mut || {
             why = self.worker.given_up(&mut seen);
             why.is_some()
         });
-        let outcome = match outcome {
+        let outcome = match finished.then(|| done.take()).flatten() {
             Some(o) => o,
             None => {
                 // The pool gave the task up: the rank leaves for good (told
@@ -327,7 +327,7 @@ impl RemoteLevel {
                 // caller's memory is given back.
                 let why = why.unwrap_or("given up");
                 link.abandon(self.rank, why.to_string());
-                let _ = done.wait(&mut || false);
+                link.drive(&mut || done.is_ready(), &mut || false);
                 return fail(Status::Timeout, format!("rank {}: {why}", self.rank));
             }
         };

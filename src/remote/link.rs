@@ -1,9 +1,15 @@
-//! The link thread: the one thread of a process that makes MPI calls once
-//! it runs. Other threads hand it jobs (a frame, bytes to send, bytes to
-//! receive) and wait on a `Completion`; it posts nonblocking operations,
-//! tests them in a loop, receives control frames as they arrive, sends a
-//! heartbeat to every peer every `HEARTBEAT`, and declares a peer gone
-//! after `SILENCE` without a message from it.
+//! The link: the state of every exchange with the peers, and the thread
+//! that keeps it going. Other threads hand it jobs (a frame, bytes to send,
+//! bytes to receive) and wait for a `Completion`; a step posts nonblocking
+//! operations, tests them, receives the control frames that arrived, sends
+//! a heartbeat to every peer every `HEARTBEAT`, and declares a peer gone
+//! after `SILENCE` without a message from it. Every MPI call is made under
+//! the link's lock, one thread at a time (MPI_THREAD_SERIALIZED is enough).
+//!
+//! Who steps: a thread waiting for its job (`Link::drive`) steps the link
+//! itself for its first `HOT` (so a hot exchange costs no hand-off between
+//! threads), then sleeps until woken and leaves the stepping to the link
+//! thread, which always runs (heartbeats, silence, frames nobody waits for).
 //!
 //! Waiting: while any operation is outstanding, and for 2 ms after anything
 //! but a heartbeat happened, the loop yields between looks (a hot exchange
@@ -17,7 +23,7 @@ use super::wire::{self, Frame, Kind, TAG_CTRL, TAG_DATA};
 use super::{Completion, HEARTBEAT, SILENCE};
 use crate::log::{log_line, Level as LogLevel};
 use crate::status::{Error, Result, Status};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -90,6 +96,11 @@ enum Command {
 struct Shared {
     commands: Mutex<Vec<Command>>,
     stop: AtomicBool,
+    /// Every MPI call is made under this lock.
+    state: Mutex<State>,
+    /// Threads stepping the link while they wait (the link thread then
+    /// only naps between its own steps).
+    drivers: AtomicUsize,
 }
 
 /// A running link thread. Dropping it stops the thread (after the farewell).
@@ -104,14 +115,15 @@ impl Link {
         let shared = Arc::new(Shared {
             commands: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            state: Mutex::new(State::new(comm, &peers, hooks)),
+            drivers: AtomicUsize::new(0),
         });
         let s = shared.clone();
         super::LINKS.fetch_add(1, Ordering::SeqCst);
         let thread = std::thread::Builder::new()
             .name("dist-mpi-link".into())
             .spawn(move || {
-                let mut state = State::new(comm, &peers, hooks);
-                state.run(&s);
+                run(&s);
                 super::LINKS.fetch_sub(1, Ordering::SeqCst);
             })
             .map_err(|e| {
@@ -144,6 +156,88 @@ impl Link {
     pub(crate) fn abandon(&self, rank: i32, why: String) {
         self.command(Command::Abandon(rank, why));
     }
+
+    /// Waits until `done()`: steps the link on this thread for `HOT`
+    /// (yielding between steps), then sleeps until woken (by whoever
+    /// finishes what it waits for), looking every 20 ms at most. Returns
+    /// false as soon as `give_up()` says so.
+    pub(crate) fn drive(
+        &self,
+        done: &mut dyn FnMut() -> bool,
+        give_up: &mut dyn FnMut() -> bool,
+    ) -> bool {
+        let start = Instant::now();
+        let mut driving = true;
+        self.shared.drivers.fetch_add(1, Ordering::AcqRel);
+        let mut looks = 0u32;
+        let finished = loop {
+            if done() {
+                break true;
+            }
+            looks += 1;
+            if looks < 16 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if give_up() {
+                break false;
+            }
+            if driving && start.elapsed() >= HOT {
+                driving = false;
+                self.shared.drivers.fetch_sub(1, Ordering::AcqRel);
+                if let Some(t) = &self.thread {
+                    t.thread().unpark();
+                }
+            }
+            if driving {
+                if let Ok(mut st) = self.shared.state.try_lock() {
+                    st.step(&self.shared);
+                }
+                if done() {
+                    break true;
+                }
+                std::thread::yield_now();
+            } else {
+                std::thread::park_timeout(Duration::from_millis(20));
+            }
+        };
+        if driving {
+            self.shared.drivers.fetch_sub(1, Ordering::AcqRel);
+        }
+        finished
+    }
+}
+
+/// The link thread: steps the link, yielding between steps while it is hot
+/// and no other thread drives it, napping otherwise; at the end, the
+/// farewell.
+fn run(shared: &Shared) {
+    let mut last_activity = Instant::now();
+    let mut nap = MIN_NAP;
+    while !shared.stop.load(Ordering::Acquire) {
+        let (active, idle) = match shared.state.try_lock() {
+            Ok(mut st) => (st.step(shared), st.peers.iter().all(|p| p.active.is_none())),
+            Err(_) => (false, false),
+        };
+        let now = Instant::now();
+        if active {
+            last_activity = now;
+            nap = MIN_NAP;
+        }
+        if shared.drivers.load(Ordering::Acquire) > 0 {
+            std::thread::park_timeout(MAX_NAP);
+        } else if now.duration_since(last_activity) < HOT {
+            std::thread::yield_now();
+        } else {
+            std::thread::park_timeout(nap);
+            nap = (nap * 2).min(if idle { MAX_IDLE_NAP } else { MAX_NAP });
+        }
+    }
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish();
 }
 
 impl Drop for Link {
@@ -184,6 +278,9 @@ struct State {
     hooks: Hooks,
     /// Frames sent and not yet completed.
     outbox: Vec<(i32, Request, Vec<u8>)>,
+    /// When the last step ran (a longer gap than `STALL` was ours).
+    last_step: Instant,
+    next_heartbeat: Instant,
 }
 
 impl State {
@@ -204,6 +301,8 @@ impl State {
                 .collect(),
             hooks,
             outbox: Vec::new(),
+            last_step: now,
+            next_heartbeat: now,
         }
     }
 
@@ -211,57 +310,44 @@ impl State {
         self.peers.iter().position(|p| p.rank == rank)
     }
 
-    fn run(&mut self, shared: &Shared) {
+    /// One step: the frames of the start, commands, frames that arrived,
+    /// operations that completed, heartbeats due, silent peers. Returns
+    /// whether anything but a heartbeat happened or operations are
+    /// outstanding (then the link stays hot).
+    fn step(&mut self, shared: &Shared) -> bool {
+        let now = Instant::now();
         for (rank, f) in std::mem::take(&mut self.hooks.first) {
             self.send_frame(rank, f.encode());
         }
-        let mut last_activity = Instant::now();
-        let mut last_loop = last_activity;
-        let mut next_heartbeat = last_activity;
-        let mut nap = MIN_NAP;
-        while !shared.stop.load(Ordering::Acquire) {
-            let now = Instant::now();
-            if now.duration_since(last_loop) > STALL {
-                for p in &mut self.peers {
-                    p.last_heard = now;
-                }
+        if now.duration_since(self.last_step) > STALL {
+            for p in &mut self.peers {
+                p.last_heard = now;
             }
-            last_loop = now;
-            let mut active = false;
-            let commands =
-                std::mem::take(&mut *shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
-            for c in commands {
-                active = true;
-                match c {
-                    Command::Job(j) => self.start_job(j),
-                    Command::Abandon(rank, why) => {
-                        if let Some(i) = self.peer(rank) {
-                            self.gone(i, Status::ChildDied, &why);
-                            self.send_frame(rank, Frame::new(Kind::Shutdown, 0, 0, 0).encode());
-                        }
+        }
+        self.last_step = now;
+        let mut active = false;
+        let commands =
+            std::mem::take(&mut *shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in commands {
+            active = true;
+            match c {
+                Command::Job(j) => self.start_job(j),
+                Command::Abandon(rank, why) => {
+                    if let Some(i) = self.peer(rank) {
+                        self.gone(i, Status::ChildDied, &why);
+                        self.send_frame(rank, Frame::new(Kind::Shutdown, 0, 0, 0).encode());
                     }
                 }
             }
-            active |= self.receive_frames();
-            active |= self.progress();
-            if now >= next_heartbeat {
-                self.heartbeats();
-                next_heartbeat = now + HEARTBEAT;
-            }
-            self.check_silence(now);
-            if active || self.busy() {
-                last_activity = now;
-                nap = MIN_NAP;
-            }
-            if now.duration_since(last_activity) < HOT {
-                std::thread::yield_now();
-            } else {
-                std::thread::park_timeout(nap);
-                let idle = self.peers.iter().all(|p| p.active.is_none());
-                nap = (nap * 2).min(if idle { MAX_IDLE_NAP } else { MAX_NAP });
-            }
         }
-        self.finish();
+        active |= self.receive_frames();
+        active |= self.progress();
+        if now >= self.next_heartbeat {
+            self.heartbeats();
+            self.next_heartbeat = now + HEARTBEAT;
+        }
+        self.check_silence(now);
+        active || self.busy()
     }
 
     /// Whether operations are outstanding (the loop stays hot).

@@ -27,7 +27,7 @@ use crate::status::{fail, Result, Status};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often each side tells the other it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -46,6 +46,8 @@ pub(crate) struct World {
 }
 
 static WORLD: Mutex<Option<World>> = Mutex::new(None);
+/// OpenMPI's switch for an MPI_Finalize that does not wait for the other ranks.
+const ASYNC_FINALIZE: &str = "OMPI_MCA_async_mpi_finalize";
 /// Link threads running (a DistWorker driving ranks, or a serving loop):
 /// MPI is not finalized under them.
 static LINKS: AtomicUsize = AtomicUsize::new(0);
@@ -77,8 +79,17 @@ pub(crate) unsafe fn init(
             )
         }
         (true, false) => mpi::check_thread_level()?,
-        // SAFETY: per this function's contract.
-        (false, false) => drop(unsafe { mpi::init_thread(argc, argv) }?),
+        (false, false) => {
+            // OpenMPI's MPI_Finalize waits for every rank by default, and
+            // with a rank killed under --enable-recovery it can wait for
+            // the dead one for ever; the ranks here end on their own
+            // (SHUTDOWN, or silence), so none waits for the others.
+            if std::env::var_os(ASYNC_FINALIZE).is_none() {
+                std::env::set_var(ASYNC_FINALIZE, "1");
+            }
+            // SAFETY: per this function's contract.
+            unsafe { mpi::init_thread(argc, argv) }?;
+        }
     }
     let comm = mpi::world_dup()?;
     let (rank, size) = comm.rank_size()?;
@@ -149,31 +160,13 @@ impl Completion {
         self.waiter.unpark();
     }
 
-    /// Waits for the outcome: a few spins, then yields for 200 µs (a hot
-    /// exchange answers within that), then sleeps until woken, looking at
-    /// least every 20 ms. `give_up` is asked between looks; None when it
-    /// said so.
-    pub(crate) fn wait(&self, give_up: &mut dyn FnMut() -> bool) -> Option<Outcome> {
-        let start = Instant::now();
-        let mut looks = 0u32;
-        loop {
-            if self.ready.load(Ordering::Acquire) {
-                let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-                return s.1.take();
-            }
-            looks += 1;
-            if looks < 64 {
-                std::hint::spin_loop();
-                continue;
-            }
-            if give_up() {
-                return None;
-            }
-            if start.elapsed() < Duration::from_micros(200) {
-                std::thread::yield_now();
-            } else {
-                std::thread::park_timeout(Duration::from_millis(20));
-            }
-        }
+    /// Whether it finished.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The outcome, once (after `is_ready`).
+    pub(crate) fn take(&self) -> Option<Outcome> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner()).1.take()
     }
 }

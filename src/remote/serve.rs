@@ -43,34 +43,22 @@ struct Inbox {
 
 impl Inbox {
     fn push(&self, e: Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(e);
+        let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back(e);
+        // Under the lock, so a reader emptying the queue never misses it.
         self.any.store(true, Ordering::Release);
+        drop(q);
         self.reader.unpark();
     }
 
-    /// The next event: spins briefly, yields for 200 µs, then sleeps until
-    /// woken (the link thread wakes it with every event).
-    fn next(&self) -> Event {
-        let start = Instant::now();
-        let mut looks = 0u32;
+    /// The next event, waiting for it while driving `link`.
+    fn next(&self, link: &Link) -> Event {
         loop {
-            if self.any.load(Ordering::Acquire) {
-                let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(e) = q.pop_front() {
-                    self.any.store(!q.is_empty(), Ordering::Release);
-                    return e;
-                }
-            }
-            looks += 1;
-            if looks < 64 {
-                std::hint::spin_loop();
-            } else if start.elapsed() < Duration::from_micros(200) {
-                std::thread::yield_now();
-            } else {
-                std::thread::park_timeout(Duration::from_millis(100));
+            link.drive(&mut || self.any.load(Ordering::Acquire), &mut || false);
+            let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = q.pop_front() {
+                self.any.store(!q.is_empty(), Ordering::Release);
+                return e;
             }
         }
     }
@@ -133,6 +121,7 @@ pub(crate) fn serve(mut level: Box<dyn Level>, contact_within: Option<Duration>)
     });
     let busy = Arc::new(AtomicBool::new(false));
     let (frames, gone, orphan) = (inbox.clone(), inbox.clone(), busy.clone());
+    populate(&inner);
     let host = host_name();
     let ready = Frame::new(
         Kind::Ready,
@@ -156,7 +145,7 @@ pub(crate) fn serve(mut level: Box<dyn Level>, contact_within: Option<Duration>)
     };
     let link = Link::start(w.comm, vec![0], hooks)?;
     let outcome = loop {
-        match inbox.next() {
+        match inbox.next(&link) {
             Event::Frame(f) if f.kind == Kind::Task => {
                 busy.store(true, Ordering::Release);
                 let r = run_task(&link, &inner, &mut *level, w.rank, f);
@@ -209,6 +198,18 @@ fn end_if_still_busy(busy: Arc<AtomicBool>) {
         });
 }
 
+/// Faults the inner level's heap in now, once: tasks' bytes are received
+/// into it as they come, and a first touch of each page on the way would
+/// cost more than the copy itself (the heap ring hands out every part of it
+/// in turn). MADV_POPULATE_WRITE changes no byte; a kernel without it (before
+/// 5.14) leaves the pages to be faulted in by the first tasks.
+fn populate(inner: &Runtime) {
+    let (base, len) = inner.heap();
+    // SAFETY: the heap is this runtime's own mapping of `len` bytes; the
+    // advice only faults its pages in.
+    let _ = unsafe { libc::madvise(base as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
+}
+
 fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its length.
@@ -224,7 +225,8 @@ fn host_name() -> String {
 /// (rank 0 gone) is an error.
 fn exchange(link: &Link, job: Job, done: &Completion) -> Result<(i32, Option<String>)> {
     link.submit(job);
-    done.wait(&mut || false)
+    link.drive(&mut || done.is_ready(), &mut || false);
+    done.take()
         .unwrap_or_else(|| fail(Status::ShutDown, "the link stopped"))
 }
 
