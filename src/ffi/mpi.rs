@@ -156,22 +156,27 @@ pub unsafe extern "C" fn dist_worker_mpi_serve(
         crate::child::clear_message();
         // SAFETY: the caller's setup function, with the new inner worker.
         let code = unsafe { setup(user, inner) };
+        // What rank 0 hears: the setup's code and its own words, or why the
+        // level could not start.
         let started = if code == 0 {
             // SAFETY: created above, owned here until handed to the level.
-            unsafe { &(*inner).core }.start()
+            unsafe { &(*inner).core }.start().map_err(|e| {
+                let told = format!("its level could not start: {}", e.message);
+                (e, -(Status::ChildDied as i32), told)
+            })
         } else {
             let said = crate::child::current_message().unwrap_or_default();
-            Err(Error::new(
+            let e = Error::new(
                 Status::TaskFailed,
                 format!(
                     "the level setup function returned error {code}{}",
                     colon(&said)
                 ),
-            ))
+            );
+            Err((e, code, said))
         };
-        if let Err(e) = started {
-            let code = if code != 0 { code } else { -(e.status as i32) };
-            let _ = crate::remote::setup_failed(code, &e.message);
+        if let Err((e, code, told)) = started {
+            let _ = crate::remote::setup_failed(code, &told);
             // SAFETY: created above, not shared: shut down once.
             unsafe { super::dist_worker_shutdown(inner) };
             return Err(e);

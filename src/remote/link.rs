@@ -656,6 +656,11 @@ impl State {
     /// The end: the farewell to live peers, frames still leaving waited
     /// for up to `FAREWELL`, then everything outstanding is given up.
     fn finish(&mut self) {
+        // A link stopped before its first step still sends its first frames
+        // (a SETUP_FAILED, the SHUTDOWN of ranks never started).
+        for (rank, f) in std::mem::take(&mut self.hooks.first) {
+            self.send_frame(rank, f.encode());
+        }
         if let Some(kind) = self.hooks.farewell {
             let live: Vec<i32> = self
                 .peers

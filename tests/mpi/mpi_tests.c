@@ -13,6 +13,8 @@
  *              it leaves the pool, the other rank keeps serving
  *   rank0_dies rank 0 kills itself: ranks 1 and 2 return from serving
  *              within a second
+ *   setup_fails rank 2's level setup function fails: rank 0's start fails
+ *              naming the rank and the code; rank 1 is told to stop
  *   idle       rank 0 starts and sleeps 4 s (to measure what idle ranks cost)
  */
 #define _GNU_SOURCE
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 static int rank_ = -1;
+static const char *section_ = "";
 
 #define CHECK(cond, ...) do { if (!(cond)) { \
     fprintf(stderr, "FAIL rank %d %s:%d: %s: ", rank_, __FILE__, __LINE__, #cond); \
@@ -96,6 +99,10 @@ static int32_t sub_fn(void *user, uint64_t callable, const DistTaskView *a,
 
 static int32_t setup(void *user, DistWorker *inner) {
     (void)user;
+    if (strcmp(section_, "setup_fails") == 0 && rank_ == 2) {
+        dist_child_set_error_message("no accelerator found");
+        return 3;
+    }
     if (dist_worker_spawn(inner, DIST_WORKER_SUB, sub_fn, NULL, NULL) != DIST_OK) return 1;
     return dist_worker_add_thread(inner, DIST_WORKER_SUB, sub_fn, NULL) == DIST_OK ? 0 : 2;
 }
@@ -152,6 +159,16 @@ static int serve_rank(const char *section) {
         fflush(stdout);
         /* rank 0 is gone: no MPI_Finalize, which would wait for it */
         _exit(late < 1000 && s == DIST_ERR_SHUT_DOWN ? 0 : 1);
+    }
+    if (strcmp(section, "setup_fails") == 0) {
+        DistStatus want = rank_ == 2 ? DIST_ERR_TASK_FAILED : DIST_OK;
+        if (s != want) {
+            fprintf(stderr, "FAIL rank %d: serve: %s: %s\n", rank_, dist_status_str(s),
+                    dist_last_error_message());
+            return 1;
+        }
+        printf("rank %d: serve returned %s: ok\n", rank_, dist_status_str(s));
+        return 0;
     }
     if (s != DIST_OK && strcmp(section, "kill") != 0) {
         fprintf(stderr, "FAIL rank %d: serve: %s: %s\n", rank_, dist_status_str(s),
@@ -427,6 +444,21 @@ static void test_kill(void) {
     printf("kill: the other rank kept serving; shutdown took %.0f ms: ok\n", now_ms() - t1);
 }
 
+static void test_setup_fails(void) {
+    uint32_t count;
+    DistWorker *w = driver(&count);
+    DistStatus s = dist_worker_start(w);
+    const char *m = dist_last_error_message();
+    CHECK(s == DIST_ERR_CHILD_DIED, "start: %s: %s", dist_status_str(s), m);
+    CHECK(strstr(m, "L3 worker 1 (rank 2): its level setup function failed with error 3") &&
+          strstr(m, "no accelerator found"), "message: %s", m);
+    printf("start failed: %s\n", m);
+    DistTaskArgs none = { 0 };
+    DistTask t = next_level(PID, &none);
+    CHECK(dist_worker_dispatch(w, &t, NULL) == DIST_ERR_SHUT_DOWN, "dispatch after a failed start");
+    TRY(dist_worker_shutdown(w));
+}
+
 static void test_rank0_dies(void) {
     uint32_t count;
     DistWorker *w = driver(&count);
@@ -449,7 +481,7 @@ int main(int argc, char **argv) {
     TRY(dist_worker_mpi_init(&argc, &argv, &rank_, &size));
     CHECK(argc == 2, "usage: mpirun -np 3 %s dag|bytes|failure|kill|rank0_dies", argv[0]);
     CHECK(size == 3, "run with 3 ranks, not %d", size);
-    const char *section = argv[1];
+    const char *section = section_ = argv[1];
     if (rank_ != 0) {
         int rc = serve_rank(section);
         TRY(dist_worker_mpi_finalize());
@@ -460,6 +492,7 @@ int main(int argc, char **argv) {
     else if (strcmp(section, "failure") == 0) test_failure();
     else if (strcmp(section, "kill") == 0) test_kill();
     else if (strcmp(section, "rank0_dies") == 0) test_rank0_dies();
+    else if (strcmp(section, "setup_fails") == 0) test_setup_fails();
     else if (strcmp(section, "idle") == 0) {
         uint32_t count;
         DistWorker *w = driver(&count);

@@ -2,7 +2,7 @@
 # Runs one MPI test and judges it by what it printed:
 #   tests/mpi/run.sh <pattern> <count> <mpirun> <mpirun args...> <program> <args...>
 # Passes when at least <count> lines of the output match the extended
-# regular expression <pattern>, no line reads "FAIL", and mpirun exited 0,
+# regular expression <pattern>, no line starts with "FAIL", and mpirun exited 0,
 # except for runs that kill a rank on purpose (--enable-recovery), where
 # OpenMPI may report the killed rank in its exit code.
 set -u
@@ -14,7 +14,7 @@ trap 'rm -f "$out"' EXIT
 rc=$?
 cat "$out"
 found=$(grep -E -c -- "$pattern" "$out")
-if grep -q "FAIL" "$out"; then
+if grep -q "^FAIL" "$out"; then
   echo "run.sh: a check failed (see FAIL above)" >&2
   exit 1
 fi
