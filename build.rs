@@ -24,6 +24,7 @@ fn main() {
         "lifecycle",
         "register",
         "level",
+        "mpi",
         "work",
         "observe",
         "log",

@@ -26,6 +26,7 @@
 //! - `clock`: the cheap clock of the figures and the trace.
 //! - `sys`: mmap, futex, fork, waitpid, pidfd and the children's lifelines.
 //! - `status`: status codes and the error type.
+//! - `remote` (feature `mpi`): levels on other hosts, driven over MPI.
 //! - [`abi`]: the C types and constants; [`ffi`]: the exported C functions.
 
 #![warn(missing_docs)]
@@ -45,6 +46,8 @@ mod mailbox;
 mod pool;
 mod progress;
 mod reaper;
+#[cfg(feature = "mpi")]
+mod remote;
 mod runtime;
 mod status;
 mod sys;

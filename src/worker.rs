@@ -66,6 +66,9 @@ pub enum Mode {
     /// In a process the caller started, reached through its mailbox (and
     /// its pid, if the caller named it, so its death is noticed).
     External(Option<i32>),
+    /// A level on another host, reached over MPI (its rank).
+    #[cfg(feature = "mpi")]
+    Remote(u32),
 }
 
 /// One worker of a started pool.
@@ -90,6 +93,11 @@ pub struct Worker {
     pub level: Option<u32>,
     /// When its current task was launched (`now_ns`), for task deadlines.
     pub launched_at: AtomicU64,
+    /// The slot (high half) and group member (low half) of its current
+    /// launch, stored before TASK_READY (a remote level reads its task's
+    /// tags by it).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub launch: AtomicU64,
 }
 
 /// Nanoseconds on a monotonic clock shared by the whole process.
@@ -112,6 +120,8 @@ impl Worker {
     pub fn pid(&self) -> Option<i32> {
         match self.mode {
             Mode::Thread | Mode::External(None) => None,
+            #[cfg(feature = "mpi")]
+            Mode::Remote(_) => None,
             Mode::Spawned(pid) | Mode::External(Some(pid)) => Some(pid),
         }
     }
@@ -119,6 +129,18 @@ impl Worker {
     /// Whether it rings the doorbell on completion (library-run serving loops do).
     pub fn rings(&self) -> bool {
         !matches!(self.mode, Mode::External(_))
+    }
+
+    /// Whether a pool thread of this process serves it (a THREAD worker, or
+    /// the proxy of a level on another host): that thread hands its
+    /// completions to the engine itself.
+    pub fn on_pool_thread(&self) -> bool {
+        match self.mode {
+            Mode::Thread => true,
+            #[cfg(feature = "mpi")]
+            Mode::Remote(_) => true,
+            Mode::Spawned(_) | Mode::External(_) => false,
+        }
     }
 }
 
@@ -137,6 +159,8 @@ impl fmt::Display for Worker {
                 " (process pid {pid}, mailbox {:p})",
                 self.mailbox.as_ptr()
             ),
+            #[cfg(feature = "mpi")]
+            Mode::Remote(rank) => write!(f, " (rank {rank})"),
         }
     }
 }

@@ -27,17 +27,17 @@ pub type DistOrchFn = Option<
 
 /// A C inner level: the DistWorker the outer level owns, and the caller's
 /// orchestration function.
-struct CLevel {
-    inner: *mut DistWorker,
-    orch: unsafe extern "C" fn(
+pub(super) struct CLevel {
+    pub(super) inner: *mut DistWorker,
+    pub(super) orch: unsafe extern "C" fn(
         *mut c_void,
         *mut DistWorker,
         u64,
         *const DistTaskView,
         *const DistCallConfig,
     ) -> i32,
-    user: *mut c_void,
-    number: u32,
+    pub(super) user: *mut c_void,
+    pub(super) number: u32,
 }
 
 // SAFETY: the inner DistWorker is owned by this value alone from

@@ -31,6 +31,8 @@ mod handle;
 mod level;
 mod lifecycle;
 mod log;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod observe;
 mod register;
 mod serve;
@@ -41,6 +43,8 @@ pub use handle::DistWorker;
 pub use level::*;
 pub use lifecycle::*;
 pub use log::*;
+#[cfg(feature = "mpi")]
+pub use mpi::*;
 pub use observe::*;
 pub use register::*;
 pub use serve::*;

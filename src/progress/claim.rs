@@ -172,10 +172,9 @@ impl Progress {
     /// A task in flight on a worker that is not a pool thread (those claim
     /// their own completions): only then is the dispatcher's spin worth it.
     pub(super) fn busy_elsewhere(&self) -> bool {
-        self.workers().iter().any(|w| {
-            !matches!(w.mode, crate::worker::Mode::Thread)
-                && w.in_flight.load(Ordering::Acquire) != 0
-        })
+        self.workers()
+            .iter()
+            .any(|w| !w.on_pool_thread() && w.in_flight.load(Ordering::Acquire) != 0)
     }
 
     pub(super) fn deaf_busy(&self) -> bool {

@@ -73,6 +73,10 @@ impl Progress {
                 .launched_at
                 .store(crate::worker::now_ns(), Ordering::Relaxed);
         }
+        #[cfg(feature = "mpi")]
+        worker
+            .launch
+            .store((o.slot as u64) << 32 | o.member as u64, Ordering::Relaxed);
         let (callable, config, blob, large) = engine.payload(o.slot, o.member);
         let woke = match large {
             None => launch_member(worker, callable, config, blob, o.token),

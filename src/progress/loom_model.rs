@@ -174,6 +174,7 @@ mod tests {
             rank: 0,
             level: None,
             launched_at: std::sync::atomic::AtomicU64::new(0),
+            launch: std::sync::atomic::AtomicU64::new(0),
         };
         Arc::new(World {
             worker,

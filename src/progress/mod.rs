@@ -128,6 +128,8 @@ impl Progress {
                 Mode::Thread => WorkerMode::Thread,
                 Mode::Spawned(_) => WorkerMode::Spawned,
                 Mode::External(_) => WorkerMode::Process,
+                #[cfg(feature = "mpi")]
+                Mode::Remote(_) => WorkerMode::Level,
             },
             pid: w.pid(),
             level: w.level,

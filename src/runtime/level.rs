@@ -168,7 +168,7 @@ impl Runtime {
 }
 
 /// The handler a pool thread or a level's process serves outer tasks with.
-fn serving(mut level: Box<dyn Level>) -> crate::child::Handler {
+pub(super) fn serving(mut level: Box<dyn Level>) -> crate::child::Handler {
     Box::new(move |callable, args, config| {
         let (code, message) = level.run(callable, args, config);
         if let Some(m) = message.filter(|_| code != 0) {

@@ -15,6 +15,8 @@
 
 mod level;
 mod observe;
+#[cfg(feature = "mpi")]
+mod remote;
 mod setup;
 mod shutdown;
 mod start;
@@ -22,6 +24,8 @@ mod wait;
 
 pub(crate) use level::outcome;
 pub use level::{Level, Orch, Outcome};
+#[cfg(feature = "mpi")]
+pub(crate) use remote::RemoteWorker;
 pub use setup::{set_child_start, Init};
 
 use crate::abi::{DistTaskId, DistTensor};
@@ -130,6 +134,9 @@ struct Life {
     /// passes its deadline closes them itself, so a pool thread stuck
     /// driving one cannot keep it (and its children) running.
     levels: Vec<Arc<Runtime>>,
+    /// Readiness handshakes of levels on other hosts, run by start.
+    #[cfg(feature = "mpi")]
+    start_hooks: Vec<remote::StartHook>,
 }
 
 /// The stage, mirrored for the hot path, which reads it without the lock:
@@ -180,6 +187,9 @@ pub struct Runtime {
     draining: AtomicUsize,
     /// The timeline trace being recorded, if any (see `observe`).
     tracing: Mutex<observe::Tracing>,
+    /// NEXT_LEVEL tasks' tags, for levels on other hosts.
+    #[cfg(feature = "mpi")]
+    tags: Arc<remote::TagTable>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,6 +227,8 @@ impl Runtime {
                 left_threads: false,
                 next_thread: 0,
                 levels: Vec::new(),
+                #[cfg(feature = "mpi")]
+                start_hooks: Vec::new(),
             }),
             phase: AtomicU8::new(phase::SETUP),
             options,
@@ -230,6 +242,8 @@ impl Runtime {
             waiting: AtomicUsize::new(0),
             draining: AtomicUsize::new(0),
             tracing: Mutex::new(observe::Tracing::default()),
+            #[cfg(feature = "mpi")]
+            tags: Arc::default(),
         };
         rt.trace_from_env();
         Ok(rt)
@@ -331,7 +345,15 @@ impl Runtime {
             self.start()?;
         }
         self.check_large_args(spec, workers)?;
-        self.with_backpressure(|e| e.submit_placed(spec, workers, crate::clock::ticks()))
+        self.with_backpressure(|e| {
+            let id = e.submit_placed(spec, workers, crate::clock::ticks())?;
+            // Under the engine lock: recorded before any member launches.
+            #[cfg(feature = "mpi")]
+            if let Some(id) = id {
+                self.tags.record(spec, id);
+            }
+            Ok(id)
+        })
     }
 
     /// A blob longer than a mailbox travels through the heap, which only

@@ -48,20 +48,8 @@ impl Runtime {
             Stage::Closed => return self.accepting().map(|_| false),
         };
         if let Err(e) = self.await_children(&regs) {
-            for r in &regs {
-                r.mailbox.shut_down();
-            }
-            life.stage = Stage::Closed;
-            let _ = self.phase.compare_exchange(
-                phase::SETUP,
-                phase::FAILED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            for c in lock(&self.children).drain(..) {
-                let _ = sys::kill_and_reap(c.pid);
-            }
-            return Err(e);
+            let mailboxes: Vec<_> = regs.iter().map(|r| r.mailbox).collect();
+            return Err(self.fail_start(&mut life, &mailboxes, e));
         }
         let mut handlers = Vec::new();
         let mut ranks = [0usize; 2];
@@ -83,10 +71,22 @@ impl Runtime {
                     rank,
                     level: r.level,
                     launched_at: AtomicU64::new(0),
+                    launch: AtomicU64::new(0),
                 }
             })
             .collect();
         self.shared.install(workers.clone());
+        // Levels on other hosts: their readiness handshake, once their
+        // workers can be named and retired, before any pool thread runs.
+        #[cfg(feature = "mpi")]
+        {
+            let deadline = self.options.start_timeout.map(|t| Instant::now() + t);
+            let hooks = std::mem::take(&mut life.start_hooks);
+            if let Err(e) = hooks.into_iter().try_for_each(|hook| hook(deadline)) {
+                let mailboxes: Vec<_> = workers.iter().map(|w| w.mailbox).collect();
+                return Err(self.fail_start(&mut life, &mailboxes, e));
+            }
+        }
         let mut threads = Vec::new();
         let result = self.start_threads(&mut life, &workers, handlers, &mut threads);
         life.stage = Stage::Running(threads);
@@ -102,6 +102,31 @@ impl Runtime {
             self.phase
                 .compare_exchange(phase::SETUP, next, Ordering::AcqRel, Ordering::Acquire);
         result.map(|()| true)
+    }
+
+    /// A start that failed before any thread ran: every mailbox gets
+    /// SHUTDOWN, every spawned child is killed and reaped, and from now on
+    /// every call but shutdown is SHUT_DOWN. Returns `e`.
+    fn fail_start(
+        &self,
+        life: &mut Life,
+        mailboxes: &[crate::mailbox::Mailbox],
+        e: Error,
+    ) -> Error {
+        for m in mailboxes {
+            m.shut_down();
+        }
+        life.stage = Stage::Closed;
+        let _ = self.phase.compare_exchange(
+            phase::SETUP,
+            phase::FAILED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        for c in lock(&self.children).drain(..) {
+            let _ = sys::kill_and_reap(c.pid);
+        }
+        e
     }
 
     /// Waits for every spawned child to announce it is ready (then answers
