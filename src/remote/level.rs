@@ -9,7 +9,7 @@
 
 use super::link::{Hooks, Job, Link, Span};
 use super::wire::{self, Frame, Kind, Task};
-use super::{world, Completion, World, DRIVEN};
+use super::{world, Completion, World, DRIVEN, DRIVERS};
 use crate::abi::{DistCallConfig, DIST_ARG_INPUT};
 use crate::blob::{self, TaskView};
 use crate::log::{log_line, Level as LogLevel};
@@ -71,6 +71,7 @@ pub(crate) fn add_mpi_levels(outer: &Runtime) -> Result<u32> {
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&c| c > 0 && c <= i32::MAX as u64)
         .unwrap_or(wire::DEFAULT_CHUNK);
+    DRIVERS.fetch_add(1, Ordering::SeqCst);
     let root = Arc::new(Root {
         world,
         ranks: ranks.clone(),
@@ -218,7 +219,16 @@ impl Root {
 }
 
 impl Drop for Root {
+    /// The DistWorker that drove the ranks is gone (shut down): its ranks
+    /// are told to stop, then MPI may be finalized.
     fn drop(&mut self) {
+        self.stop_ranks();
+        DRIVERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Root {
+    fn stop_ranks(&mut self) {
         if self.link.take().is_some() {
             return; // its farewell told every live rank to stop
         }

@@ -713,12 +713,24 @@ fn test_all(reqs: &mut Vec<Request>, error: &mut Option<String>) -> bool {
 /// Posts a job's receives, in order, in chunks.
 fn post_recvs(comm: &Comm, a: &mut Active) -> Result<()> {
     let (rank, chunk) = (a.job.rank, a.job.chunk);
+    // Every chunk without a destination lands in the one scratch buffer:
+    // sized for the largest before the first receive is posted, since
+    // growing it later would move it under receives still pending.
+    let largest = a
+        .job
+        .recvs
+        .iter()
+        .filter(|s| s.addr == 0)
+        .flat_map(|s| wire::chunks(s.len, chunk))
+        .map(|(_, n)| n as usize)
+        .max()
+        .unwrap_or(0);
+    if a.scratch.len() < largest {
+        a.scratch.resize(largest, 0);
+    }
     for s in &a.job.recvs {
         for (off, n) in wire::chunks(s.len, chunk) {
             let at = if s.addr == 0 {
-                if a.scratch.len() < n as usize {
-                    a.scratch.resize(n as usize, 0);
-                }
                 a.scratch.as_mut_ptr()
             } else {
                 (s.addr + off) as *mut u8

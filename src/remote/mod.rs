@@ -53,6 +53,9 @@ const ASYNC_FINALIZE: &str = "OMPI_MCA_async_mpi_finalize";
 static LINKS: AtomicUsize = AtomicUsize::new(0);
 /// Whether rank 0's ranks are registered with a DistWorker already.
 static DRIVEN: AtomicBool = AtomicBool::new(false);
+/// DistWorkers that drive ranks and were not shut down yet (started or
+/// not: shutting one down still tells its ranks to stop, over MPI).
+static DRIVERS: AtomicUsize = AtomicUsize::new(0);
 
 fn world_lock() -> std::sync::MutexGuard<'static, Option<World>> {
     WORLD.lock().unwrap_or_else(|p| p.into_inner())
@@ -110,7 +113,7 @@ pub(crate) fn world() -> Result<World> {
 /// MPI_Finalize, once no link thread runs.
 pub(crate) fn finalize() -> Result<()> {
     let mut world = world_lock();
-    if LINKS.load(Ordering::SeqCst) > 0 {
+    if LINKS.load(Ordering::SeqCst) > 0 || DRIVERS.load(Ordering::SeqCst) > 0 {
         return fail(
             Status::BadState,
             "a DistWorker driving MPI ranks (or a serving loop) still runs: shut it down first",

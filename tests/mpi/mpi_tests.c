@@ -194,6 +194,9 @@ static DistWorker *driver(uint32_t *count) {
     DistWorker *w;
     TRY(dist_worker_create(&o, &w));
     TRY(dist_worker_add_mpi_levels(w, count));
+    /* MPI stays up while a DistWorker drives the ranks, started or not */
+    CHECK(dist_worker_mpi_finalize() == DIST_ERR_BAD_STATE, "finalize under a driver: %s",
+          dist_last_error_message());
     return w;
 }
 
@@ -377,14 +380,17 @@ static void test_failure(void) {
     CHECK(v[0] == 1 && v[3] == 4, "a failed task's outputs came back");
     (void)dist_worker_drain(w);
 
-    /* more bytes than rank 1's 128 MiB heap holds: refused there, in step */
-    uint64_t big = 160u << 20;
-    uint8_t *buf = calloc(big, 1);
+    /* more bytes than rank 1's 128 MiB heap holds: refused there, in step
+       (a small tensor first, so the rank's scratch space for the refused
+       bytes must hold the larger chunks that follow it) */
+    uint64_t big = 160u << 20, lead_len = 3u << 20;
+    uint8_t *buf = calloc(big, 1), *lead = calloc(lead_len, 1);
     uint64_t sum = 0;
-    DistTensor bt[2] = { { .data = (uint64_t)(uintptr_t)buf, .shapes = {(uint32_t)big}, .ndims = 1, .dtype = DIST_UINT8 },
+    DistTensor bt[3] = { { .data = (uint64_t)(uintptr_t)lead, .shapes = {(uint32_t)lead_len}, .ndims = 1, .dtype = DIST_UINT8 },
+                         { .data = (uint64_t)(uintptr_t)buf, .shapes = {(uint32_t)big}, .ndims = 1, .dtype = DIST_UINT8 },
                          { .data = (uint64_t)(uintptr_t)&sum, .shapes = {1}, .ndims = 1, .dtype = DIST_UINT64 } };
-    DistTensorArgType bg[2] = { DIST_ARG_INOUT, DIST_ARG_OUTPUT_EXISTING };
-    DistTaskArgs ba = { bt, bg, 2, NULL, 0 };
+    DistTensorArgType bg[3] = { DIST_ARG_INPUT, DIST_ARG_INOUT, DIST_ARG_OUTPUT_EXISTING };
+    DistTaskArgs ba = { bt, bg, 3, NULL, 0 };
     DistTask huge = next_level(XOR, &ba);
     uint32_t on1 = 0;
     TRY(dist_worker_dispatch_on(w, &huge, &on1, &id));
@@ -394,6 +400,7 @@ static void test_failure(void) {
           "%s: %s", dist_status_str(s), m);
     CHECK(buf[0] == 0 && sum == 0, "a refused task's outputs came back");
     free(buf);
+    free(lead);
     printf("too large: %s\n", m);
     (void)dist_worker_drain(w);
 
