@@ -311,7 +311,7 @@ impl RemoteLevel {
             chunk: self.root.chunk,
         };
         let done = Completion::new();
-        link.submit(Job {
+        let job = Job {
             rank: self.rank,
             frame: Some(
                 Frame::new(Kind::Task, self.seq, 0, 0)
@@ -323,9 +323,9 @@ impl RemoteLevel {
             result_of: Some(self.seq),
             chunk: self.root.chunk,
             done: done.clone(),
-        });
+        };
         let (mut seen, mut why) = (false, None);
-        let finished = link.drive(&mut || done.is_ready(), &mut || {
+        let finished = link.run(job, &mut || done.is_ready(), &mut || {
             why = self.worker.given_up(&mut seen);
             why.is_some()
         });

@@ -6,17 +6,19 @@
 //! after `SILENCE` without a message from it. Every MPI call is made under
 //! the link's lock, one thread at a time (MPI_THREAD_SERIALIZED is enough).
 //!
-//! Who steps: a thread waiting for its job (`Link::drive`) steps the link
-//! itself for its first `HOT` (so a hot exchange costs no hand-off between
-//! threads), then sleeps until woken and leaves the stepping to the link
-//! thread, which always runs (heartbeats, silence, frames nobody waits for).
+//! Who steps: a thread with a job (`Link::run`) queues it without waking
+//! the link thread and steps the link itself, posting the job in its first
+//! step, for its first `HOT` (so a hot exchange costs no hand-off between
+//! threads and no wake-up), then sleeps until woken and leaves the stepping
+//! to the link thread, which always runs (heartbeats, silence, frames
+//! nobody waits for).
 //!
 //! Waiting: while any operation is outstanding, and for 2 ms after anything
 //! but a heartbeat happened, the loop yields between looks (a hot exchange
 //! is never behind a sleep); otherwise it sleeps, 50 µs growing to 1 ms
 //! while an exchange is under way (a rank 0 waiting for a task's result)
-//! and to 4 ms when there is none (a rank waiting for work); a new job
-//! wakes it at once.
+//! and to 4 ms when there is none (a rank waiting for work); a thread that
+//! stops driving, and an abandon, wake it at once.
 
 use super::mpi::{Comm, Request};
 use super::wire::{self, Frame, Kind, TAG_CTRL, TAG_DATA};
@@ -137,19 +139,31 @@ impl Link {
     }
 
     fn command(&self, c: Command) {
-        self.shared
-            .commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(c);
+        self.queue(c);
         if let Some(t) = &self.thread {
             t.thread().unpark();
         }
     }
 
-    /// Hands `job` to the link thread.
-    pub(crate) fn submit(&self, job: Job) {
-        self.command(Command::Job(job));
+    fn queue(&self, c: Command) {
+        self.shared
+            .commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c);
+    }
+
+    /// Runs `job` on this thread: it is posted by this thread's first step
+    /// (the link thread is not woken for it: a wake-up costs more than the
+    /// whole exchange), then waited for as `drive` does.
+    pub(crate) fn run(
+        &self,
+        job: Job,
+        done: &mut dyn FnMut() -> bool,
+        give_up: &mut dyn FnMut() -> bool,
+    ) -> bool {
+        self.queue(Command::Job(job));
+        self.drive(done, give_up)
     }
 
     /// Gives `rank` up for good: its job ends, it is told to stop.

@@ -224,8 +224,7 @@ fn host_name() -> String {
 /// Waits for a job of this thread's to finish; a link that ended it
 /// (rank 0 gone) is an error.
 fn exchange(link: &Link, job: Job, done: &Completion) -> Result<(i32, Option<String>)> {
-    link.submit(job);
-    link.drive(&mut || done.is_ready(), &mut || false);
+    link.run(job, &mut || done.is_ready(), &mut || false);
     done.take()
         .unwrap_or_else(|| fail(Status::ShutDown, "the link stopped"))
 }
