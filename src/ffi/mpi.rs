@@ -151,7 +151,16 @@ pub unsafe extern "C" fn dist_worker_mpi_serve(
             Some(o) => crate::runtime::Options::from(o),
             None => crate::runtime::Options::default(),
         };
-        let core = crate::runtime::Runtime::new(opts)?;
+        // Connected first: rank 0 hears this rank while its setup runs.
+        let connection = crate::remote::connect(opts.start_timeout)?;
+        let core = match crate::runtime::Runtime::new(opts) {
+            Ok(core) => core,
+            Err(e) => {
+                let told = format!("its level could not be created: {}", e.message);
+                connection.setup_failed(-(e.status as i32), &told);
+                return Err(e);
+            }
+        };
         let inner = DistWorker::boxed(core);
         crate::child::clear_message();
         // SAFETY: the caller's setup function, with the new inner worker.
@@ -176,7 +185,7 @@ pub unsafe extern "C" fn dist_worker_mpi_serve(
             Err((e, code, said))
         };
         if let Err((e, code, told)) = started {
-            let _ = crate::remote::setup_failed(code, &told);
+            connection.setup_failed(code, &told);
             // SAFETY: created above, not shared: shut down once.
             unsafe { super::dist_worker_shutdown(inner) };
             return Err(e);
@@ -187,7 +196,7 @@ pub unsafe extern "C" fn dist_worker_mpi_serve(
             user,
             number: opts.level,
         };
-        crate::remote::serve(Box::new(level), opts.start_timeout)
+        connection.serve(Box::new(level))
     })
 }
 

@@ -149,7 +149,10 @@ impl Root {
                 .iter()
                 .map(|&r| (r, Frame::new(Kind::Start, 0, 0, 0)))
                 .collect(),
-            contact: Kind::Ready,
+            // A rank heartbeats from the moment it calls
+            // dist_worker_mpi_serve, before its setup runs: one that dies
+            // in setup is noticed by its silence, not by the start timeout.
+            contact: &[Kind::Heartbeat, Kind::Ready, Kind::SetupFailed],
             contact_by: None,
             farewell: Some(Kind::Shutdown),
         };
@@ -241,7 +244,7 @@ impl Root {
                 .iter()
                 .map(|&r| (r, Frame::new(Kind::Shutdown, 0, 0, 0)))
                 .collect(),
-            contact: Kind::Ready,
+            contact: &[Kind::Ready],
             contact_by: None,
             farewell: None,
         };

@@ -81,8 +81,8 @@ pub(crate) struct Hooks {
     pub on_gone: OnGone,
     /// Frames sent as the thread starts.
     pub first: Vec<(i32, Frame)>,
-    /// The frame kind after which a peer's silence counts.
-    pub contact: Kind,
+    /// The frame kinds after any of which a peer's silence counts.
+    pub contact: &'static [Kind],
     /// Peers not heard from (`contact`) by then are gone.
     pub contact_by: Option<Instant>,
     /// Sent to every live peer when the link stops (rank 0: SHUTDOWN).
@@ -91,6 +91,8 @@ pub(crate) struct Hooks {
 
 enum Command {
     Job(Job),
+    /// A control frame for a peer.
+    Send(i32, Frame),
     /// Give a peer up (it leaves for good) and tell it to stop.
     Abandon(i32, String),
 }
@@ -164,6 +166,12 @@ impl Link {
     ) -> bool {
         self.queue(Command::Job(job));
         self.drive(done, give_up)
+    }
+
+    /// Sends a control frame to `rank` (it leaves even if the link is
+    /// dropped right after).
+    pub(crate) fn send(&self, rank: i32, frame: Frame) {
+        self.command(Command::Send(rank, frame));
     }
 
     /// Gives `rank` up for good: its job ends, it is told to stop.
@@ -247,11 +255,15 @@ fn run(shared: &Shared) {
             nap = (nap * 2).min(if idle { MAX_IDLE_NAP } else { MAX_NAP });
         }
     }
-    shared
-        .state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish();
+    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    // Frames asked for just before the stop still leave.
+    let commands = std::mem::take(&mut *shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
+    for c in commands {
+        if let Command::Send(rank, f) = c {
+            st.send_frame(rank, f.encode());
+        }
+    }
+    st.finish();
 }
 
 impl Drop for Link {
@@ -346,6 +358,7 @@ impl State {
             active = true;
             match c {
                 Command::Job(j) => self.start_job(j),
+                Command::Send(rank, f) => self.send_frame(rank, f.encode()),
                 Command::Abandon(rank, why) => {
                     if let Some(i) = self.peer(rank) {
                         self.gone(i, Status::ChildDied, &why);
@@ -484,7 +497,7 @@ impl State {
                 continue;
             }
             p.last_heard = Instant::now();
-            if frame.kind == self.hooks.contact {
+            if self.hooks.contact.contains(&frame.kind) {
                 p.contacted = true;
             }
             any |= frame.kind != Kind::Heartbeat;

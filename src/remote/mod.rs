@@ -21,7 +21,7 @@ mod serve;
 pub(crate) mod wire;
 
 pub(crate) use level::add_mpi_levels;
-pub(crate) use serve::{serve, serving_rank, setup_failed};
+pub(crate) use serve::{connect, serving_rank};
 
 use crate::status::{fail, Result, Status};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -81,39 +81,22 @@ fn must_not_be_rank0(w: &World) -> Result<()> {
     Ok(())
 }
 
-/// Tells rank 0 that this rank's level could not be set up (its start then
-/// fails naming the rank, the code and `message`).
-pub(crate) fn setup_failed(code: i32, message: &str) -> Result<()> {
-    let w = world()?;
-    must_not_be_rank0(&w)?;
-    let f = Frame::new(Kind::SetupFailed, 0, code as u32 as u64, 0)
-        .with_body(message.as_bytes()[..message.len().min(wire::MESSAGE_MAX)].to_vec());
-    let hooks = Hooks {
-        on_frame: Box::new(|_, _| {}),
-        on_gone: Box::new(|_, _, _| {}),
-        first: vec![(0, f)],
-        contact: Kind::Start,
-        contact_by: None,
-        farewell: None,
-    };
-    // Stopped at once: its end waits for the frame to leave.
-    drop(Link::start(w.comm, vec![0], hooks)?);
-    Ok(())
+/// A rank's link to rank 0, up before its level is set up: the rank
+/// heartbeats from then on, so rank 0 notices a rank that dies in its setup
+/// function by its silence.
+pub(crate) struct Connection {
+    world: World,
+    link: Link,
+    inbox: Arc<Inbox>,
+    /// A task runs here (rank 0 going silent then ends the process).
+    busy: Arc<AtomicBool>,
 }
 
-/// Serves rank 0's tasks on `level` (created, set up and started) until
-/// rank 0 says SHUTDOWN (Ok) or goes silent (SHUT_DOWN). Before rank 0's
-/// DistWorker starts, waits for it up to `contact_within`. `level` is
-/// dropped (its inner level shut down) before this returns.
-pub(crate) fn serve(mut level: Box<dyn Level>, contact_within: Option<Duration>) -> Result<()> {
+/// Connects this rank (not rank 0) to rank 0. Before rank 0's DistWorker
+/// starts, the rank waits for it up to `contact_within`.
+pub(crate) fn connect(contact_within: Option<Duration>) -> Result<Connection> {
     let w = world()?;
     must_not_be_rank0(&w)?;
-    let Some(inner) = level.runtime() else {
-        return fail(
-            Status::InvalidArgument,
-            "a remote level needs an inner DistWorker",
-        );
-    };
     let inbox = Arc::new(Inbox {
         events: Mutex::new(VecDeque::new()),
         any: AtomicBool::new(false),
@@ -121,15 +104,6 @@ pub(crate) fn serve(mut level: Box<dyn Level>, contact_within: Option<Duration>)
     });
     let busy = Arc::new(AtomicBool::new(false));
     let (frames, gone, orphan) = (inbox.clone(), inbox.clone(), busy.clone());
-    populate(&inner);
-    let host = host_name();
-    let ready = Frame::new(
-        Kind::Ready,
-        0,
-        std::process::id() as u64,
-        level.number() as u64,
-    )
-    .with_body(host.into_bytes());
     let hooks = Hooks {
         on_frame: Box::new(move |_, f| frames.push(Event::Frame(f))),
         on_gone: Box::new(move |_, _, why| {
@@ -138,43 +112,88 @@ pub(crate) fn serve(mut level: Box<dyn Level>, contact_within: Option<Duration>)
                 end_if_still_busy(orphan.clone());
             }
         }),
-        first: vec![(0, ready)],
-        contact: Kind::Start,
+        first: Vec::new(),
+        contact: &[Kind::Start],
         contact_by: contact_within.map(|d| Instant::now() + d),
         farewell: None,
     };
     let link = Link::start(w.comm, vec![0], hooks)?;
-    let outcome = loop {
-        match inbox.next(&link) {
-            Event::Frame(f) if f.kind == Kind::Task => {
-                busy.store(true, Ordering::Release);
-                let r = run_task(&link, &inner, &mut *level, w.rank, f);
-                busy.store(false, Ordering::Release);
-                if let Err(e) = r {
-                    break Err(e);
+    Ok(Connection {
+        world: w,
+        link,
+        inbox,
+        busy,
+    })
+}
+
+impl Connection {
+    /// Tells rank 0 that this rank's level could not be set up (its start
+    /// then fails naming the rank, the code and `message`), and disconnects.
+    pub(crate) fn setup_failed(self, code: i32, message: &str) {
+        let f = Frame::new(Kind::SetupFailed, 0, code as u32 as u64, 0)
+            .with_body(message.as_bytes()[..message.len().min(wire::MESSAGE_MAX)].to_vec());
+        // Dropping the link right after: its end waits for the frame to leave.
+        self.link.send(0, f);
+    }
+
+    /// Serves rank 0's tasks on `level` (created, set up and started) until
+    /// rank 0 says SHUTDOWN (Ok) or goes silent (SHUT_DOWN). `level` is
+    /// dropped (its inner level shut down) before this returns.
+    pub(crate) fn serve(self, mut level: Box<dyn Level>) -> Result<()> {
+        let Connection {
+            world: w,
+            link,
+            inbox,
+            busy,
+        } = self;
+        let Some(inner) = level.runtime() else {
+            return fail(
+                Status::InvalidArgument,
+                "a remote level needs an inner DistWorker",
+            );
+        };
+        populate(&inner);
+        let host = host_name();
+        let ready = Frame::new(
+            Kind::Ready,
+            0,
+            std::process::id() as u64,
+            level.number() as u64,
+        )
+        .with_body(host.into_bytes());
+        link.send(0, ready);
+        let outcome = loop {
+            match inbox.next(&link) {
+                Event::Frame(f) if f.kind == Kind::Task => {
+                    busy.store(true, Ordering::Release);
+                    let r = run_task(&link, &inner, &mut *level, w.rank, f);
+                    busy.store(false, Ordering::Release);
+                    if let Err(e) = r {
+                        break Err(e);
+                    }
+                }
+                Event::Frame(f) if f.kind == Kind::Shutdown => break Ok(()),
+                Event::Frame(f) if f.kind == Kind::Start => {}
+                Event::Frame(f) => {
+                    log_line!(
+                        LogLevel::Warn,
+                        None,
+                        "rank 0 sent an unexpected {:?} frame; ignored",
+                        f.kind
+                    )
+                }
+                Event::Gone(why) => {
+                    break fail(
+                        Status::ShutDown,
+                        format!("rank 0 {why}; this rank stops serving"),
+                    )
                 }
             }
-            Event::Frame(f) if f.kind == Kind::Shutdown => break Ok(()),
-            Event::Frame(f) if f.kind == Kind::Start => {}
-            Event::Frame(f) => {
-                log_line!(
-                    LogLevel::Warn,
-                    None,
-                    "rank 0 sent an unexpected {:?} frame; ignored",
-                    f.kind
-                )
-            }
-            Event::Gone(why) => {
-                break fail(
-                    Status::ShutDown,
-                    format!("rank 0 {why}; this rank stops serving"),
-                )
-            }
-        }
-    };
-    drop(level);
-    drop(link);
-    outcome
+        };
+        drop(level);
+        drop(link);
+        outcome
+    }
 }
 
 /// Rank 0 went silent while a task runs here: the process ends unless the

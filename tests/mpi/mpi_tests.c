@@ -15,6 +15,9 @@
  *              within a second
  *   setup_fails rank 2's level setup function fails: rank 0's start fails
  *              naming the rank and the code; rank 1 is told to stop
+ *   setup_dies rank 2 is killed in its level setup function: rank 0's start
+ *              fails with CHILD_DIED within a second or two, not at its
+ *              start timeout (20 s)
  *   idle       rank 0 starts and sleeps 4 s (to measure what idle ranks cost)
  */
 #define _GNU_SOURCE
@@ -102,6 +105,10 @@ static int32_t setup(void *user, DistWorker *inner) {
     if (strcmp(section_, "setup_fails") == 0 && rank_ == 2) {
         dist_child_set_error_message("no accelerator found");
         return 3;
+    }
+    if (strcmp(section_, "setup_dies") == 0 && rank_ == 2) {
+        usleep(300 * 1000);   /* it was heard from, then dies mid-setup */
+        kill(getpid(), SIGKILL);
     }
     if (dist_worker_spawn(inner, DIST_WORKER_SUB, sub_fn, NULL, NULL) != DIST_OK) return 1;
     return dist_worker_add_thread(inner, DIST_WORKER_SUB, sub_fn, NULL) == DIST_OK ? 0 : 2;
@@ -466,6 +473,19 @@ static void test_setup_fails(void) {
     TRY(dist_worker_shutdown(w));
 }
 
+static void test_setup_dies(void) {
+    uint32_t count;
+    DistWorker *w = driver(&count);
+    double t0 = now_ms();
+    DistStatus s = dist_worker_start(w);
+    double took = now_ms() - t0;
+    const char *m = dist_last_error_message();
+    CHECK(s == DIST_ERR_CHILD_DIED && strstr(m, "(rank 2)") && took < 3000,
+          "start: %s after %.0f ms: %s", dist_status_str(s), took, m);
+    printf("setup died: start failed after %.0f ms: %s\n", took, m);
+    TRY(dist_worker_shutdown(w));
+}
+
 static void test_rank0_dies(void) {
     uint32_t count;
     DistWorker *w = driver(&count);
@@ -500,6 +520,7 @@ int main(int argc, char **argv) {
     else if (strcmp(section, "kill") == 0) test_kill();
     else if (strcmp(section, "rank0_dies") == 0) test_rank0_dies();
     else if (strcmp(section, "setup_fails") == 0) test_setup_fails();
+    else if (strcmp(section, "setup_dies") == 0) test_setup_dies();
     else if (strcmp(section, "idle") == 0) {
         uint32_t count;
         DistWorker *w = driver(&count);
