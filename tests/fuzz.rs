@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{Rng, Watchdog};
 use dist_worker::abi::*;
 use dist_worker::ffi::*;
 use dist_worker::wire::ARGS_CAPACITY;
@@ -56,11 +56,7 @@ fn message() -> String {
 
 #[test]
 fn a_million_random_calls_to_the_c_api() {
-    let watchdog = std::thread::spawn(|| {
-        std::thread::sleep(std::time::Duration::from_secs(600));
-        eprintln!("the random driver hung");
-        std::process::abort();
-    });
+    let watchdog = Watchdog::new(std::time::Duration::from_secs(600), "the random driver");
     let mut rng = Rng(0xc0ffee);
     let mut w = ptr::null_mut();
     let mut opts = unsafe { std::mem::zeroed::<DistWorkerOptions>() };

@@ -11,7 +11,7 @@ use dist_worker::{Options, Runtime};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::spec;
+use common::{spec, Watchdog};
 
 /// A round that takes this long lost its wake-up (the sleeper naps 60 s).
 const LOST: Duration = Duration::from_secs(10);
@@ -131,11 +131,7 @@ fn completions_reach_a_sleeping_dispatcher_and_sleeping_waiters() {
 fn a_wait_racing_the_dispatcher_never_misses_the_completion() {
     // The dispatcher may hand a completion to the engine at any moment
     // around the waiter's first look; the waiter must notice it either way.
-    let watchdog = std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        eprintln!("a wait missed its completion: hung for 60 s");
-        std::process::abort();
-    });
+    let watchdog = Watchdog::new(Duration::from_secs(60), "a wait missed its completion");
     let rt = Runtime::new(Options::default()).unwrap();
     for _ in 0..2 {
         rt.spawn(WorkerType::Sub, Box::new(|_, _, _| 0)).unwrap();

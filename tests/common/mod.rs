@@ -256,3 +256,27 @@ impl Rng {
         }
     }
 }
+
+/// Aborts the test process (with `what`) unless dropped within `limit`: a
+/// test that would hang fails instead. Dropping it ends its thread, so it
+/// never fires during the tests that run after its own.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn new(limit: std::time::Duration, what: &'static str) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!("{what}: hung for {limit:?}");
+                std::process::abort();
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.take()); // disconnects: the thread ends
+    }
+}
