@@ -2,7 +2,7 @@
 //! questions asked of the graph (does one task wait for another; can a
 //! callable's nested wait ever end).
 
-use super::slot::{task_id, Phase};
+use super::slot::{task_id, task_slot, Phase};
 use super::{tag_of, Engine, MemberArgs};
 use crate::abi::{self, DistTaskId};
 use crate::blob;
@@ -24,7 +24,7 @@ impl Engine {
     /// could finish one; tasks of idle workers would have been launched).
     pub fn nested_deadlock(&self, worker: usize, id: DistTaskId) -> Option<Error> {
         let label = &self.workers.get(worker)?.label;
-        let waited = (id & 0xffff_ffff).wrapping_sub(1) as u32;
+        let waited = task_slot(id);
         if let Some(own) = self.running[worker] {
             if own == waited || self.reaches(own, waited) {
                 return Some(Error::new(

@@ -2,7 +2,7 @@
 //! consequence, consumption (map entries and heap memory released), the
 //! outcomes waiters read, and drain.
 
-use super::slot::{task_id, Phase, Slot};
+use super::slot::{task_id, task_slot, Phase, Slot};
 use super::Engine;
 use crate::abi::DistTaskId;
 use crate::status::{Error, Result, Status};
@@ -145,7 +145,7 @@ impl Engine {
     }
 
     pub(super) fn known(&self, id: DistTaskId) -> Result<&Slot> {
-        let idx = (id & 0xffff_ffff).wrapping_sub(1);
+        let idx = task_slot(id);
         let gen = (id >> 32) as u32;
         self.slots
             .get(idx as usize)

@@ -40,6 +40,8 @@ pub use tensor_map::TensorMap;
 
 use finish::upstream_error;
 use histogram::Histogram;
+#[cfg(feature = "mpi")]
+pub use slot::task_slot;
 use slot::{task_id, token, Phase, Slot};
 pub use slot::{token_launch, token_slot};
 use stats::{TypeCounts, WorkerCounts};

@@ -208,6 +208,12 @@ pub fn token_launch(token: u64) -> u32 {
     (token >> 32) as u32
 }
 
+/// The slot a task id names (its low half, less one; u32::MAX for an id
+/// whose low half is 0, which names no slot).
+pub fn task_slot(id: DistTaskId) -> u32 {
+    ((id & 0xffff_ffff) as u32).wrapping_sub(1)
+}
+
 pub(super) fn task_id(slot: u32, gen: u32) -> DistTaskId {
     ((gen as u64) << 32) | (slot as u64 + 1)
 }

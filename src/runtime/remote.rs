@@ -40,7 +40,7 @@ impl TagTable {
         if spec.ty != WorkerType::NextLevel || !self.on.load(Ordering::Relaxed) {
             return;
         }
-        let slot = ((id & 0xffff_ffff) - 1) as u32;
+        let slot = crate::engine::task_slot(id);
         let tags = (0..spec.members.count())
             .map(|i| {
                 spec.members
